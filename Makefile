@@ -1,0 +1,35 @@
+# Every target bootstraps the virtual environment when it is missing or stale.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test test-full bench lint venv clean
+
+run: $(STAMP)  ## GRPO on the embedded default: tiny model, synthetic data, CPU, offline
+	$(PY) -m bbuqc.train
+
+test: $(STAMP)  ## the test suite (without @slow)
+	$(PY) -m pytest -m "not slow" -q
+
+test-full: $(STAMP)  ## everything, slow tests included
+	$(PY) -m pytest -q
+
+bench: $(STAMP)  ## benchmarks; figures to outputs/bench/
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(PY) -m ruff check bbuqc tests benchmarks
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.cfg
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) *.egg-info
