@@ -1,0 +1,159 @@
+"""The typed config tree. Every node here is a Hydra structured config, so a typo
+or a wrongly typed override fails while Hydra composes, before any code runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class MissionConfig:
+    id: str = MISSING
+    name: str = MISSING
+    domain: str = MISSING
+    focus: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    # `tiny` is built locally (VL model for task=summary, text model for task=verdict);
+    # every other preset names a real checkpoint family and needs `path`.
+    preset: str = "tiny"
+    path: str | None = None
+    model_type: str = MISSING  # ms-swift model_type, e.g. qwen2_5_vl
+    template: str = MISSING  # ms-swift template name
+    multimodal: bool = True
+    # number of LLM decoder blocks; checked against lora.last_k before weights load.
+    # null: read from <path>/config.json.
+    num_llm_layers: int | None = None
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # summary | verdict; also the reward namespace it trains with
+    system_prompt: str | None = None  # null: the mission's built-in prompt
+
+
+@dataclass
+class RewardConfig:
+    name: str = MISSING
+    # {namespace: {reward: weight}}: `summary.format` is reward.weights.summary.format.
+    # Values stay untyped here so validation can name a bad one in the project's terms.
+    weights: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChordConfig:
+    enabled: bool = False
+    mu_peak: float | None = None
+    mu_valley: float | None = None
+    mu_warmup_steps: int | None = None
+    mu_decay_steps: int | None = None
+    sft_batch_size: int | None = None
+    phi: bool = False  # token-wise phi weighting of the SFT loss
+
+
+@dataclass
+class LoraConfig:
+    last_k: int = 2
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 4
+    num_generations: int = 2
+    per_device_batch_size: int = 4
+    # completions per rollout; null: per_device_batch_size x GPUs x gradient_accumulation_steps
+    generation_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    temperature: float = 1.0
+    max_completion_length: int = 48
+    max_length: int = 2048
+    beta: float = 0.04
+    seed: int = 42
+    save_steps: int = 2
+    logging_steps: int = 1
+    resume_from: str | None = None
+    dataloader_num_workers: int = 0
+
+
+@dataclass
+class ComputeConfig:
+    device: str = "cpu"  # cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    rollout: str = "hf"  # hf | vllm_colocate | vllm_server
+    vllm_gpu_memory_utilization: float = 0.5
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = 8000
+    deepspeed: str | None = None  # null | zero2 | zero3
+    nproc_per_node: int = 1
+
+
+@dataclass
+class DataConfig:
+    # synthetic: the generated world under `synthetic_dir` (built on first use);
+    # files: the user's own root / JSONL files below.
+    source: str = "synthetic"
+    synthetic_dir: str | None = None  # null: <cache>/synth/seed<seed>-g<groups>
+    synthetic_seed: int = 0
+    synthetic_groups_per_mission: int = 6
+    root: str | None = None  # Stage-A image tree
+    summary_jsonl: str | None = None  # summary-task rows
+    stage_a_jsonl: list[str] = field(default_factory=list)  # verdict-task sources
+    max_rows: int | None = None
+
+
+@dataclass
+class InferConfig:
+    backend: str = "hf"  # hf | vllm
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    output: str | None = None  # null: <run dir>/stage_a/<mission id>.jsonl
+    num_gpus: int = 1  # >1: one data-parallel process per GPU
+    progress: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    adapter: str | None = None
+    samples_per_group: int = 1
+    batch_size: int = 8
+    max_new_tokens: int = 96
+    temperature: float = 0.0
+    progress: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"  # wandb | none
+    mode: str = "offline"  # offline | online
+    project: str = "bbuqc"
+    entity: str | None = None
+    group: str | None = None  # null: the sweep's name inside a -m run
+    name: str | None = None  # null: the run's overrides
+
+
+@dataclass
+class BBUQCConfig:
+    mission: MissionConfig = field(default_factory=MissionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    chord: ChordConfig = field(default_factory=ChordConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    # A named experiment (experiments/*.yaml, `+experiment=<name>`) records itself here.
+    experiment: str | None = None

@@ -1,0 +1,100 @@
+"""Every option of every group, and every experiment, composes and validates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import bbuqc.config.store  # noqa: F401
+from bbuqc.cli import CONF_DIR
+from bbuqc.config.validate import problems
+from bbuqc.missions import MISSIONS
+
+REPO = Path(__file__).resolve().parents[2]
+GROUPS = ["model", "task", "reward", "chord", "compute", "logger"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _fit(overrides: list[str], tmp_path: Path) -> list[str]:
+    """Make an option runnable: real presets need a checkpoint folder, GPU presets a GPU."""
+    cfg = _compose(overrides)
+    extra = []
+    if cfg.model.preset != "tiny":
+        extra.append(f"model.path={tmp_path}")
+    if cfg.task.name == "verdict":
+        extra.append("reward=verdict")
+    if cfg.reward.name == "verdict":
+        extra.append("task=verdict")
+    return overrides + extra
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in _options(g)] + [("mission", m) for m in MISSIONS]
+)
+def test_every_group_option_composes_and_validates(group, option, tmp_path):
+    cfg = _compose(_fit([f"{group}={option}"], tmp_path))
+    assert OmegaConf.select(cfg, group) is not None
+    assert problems(cfg) == []
+
+
+def test_group_options_are_the_documented_ones():
+    assert set(_options("reward")) >= {"summary_full", "summary_core", "verdict"}
+    assert set(_options("chord")) == {"off", "on"}
+    assert set(_options("task")) == {"summary", "verdict"}
+    assert "tiny" in _options("model") and len(_options("model")) >= 6
+    assert len(MISSIONS) == 7
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "experiments").glob("*.yaml")))
+def test_every_experiment_composes_and_validates(experiment):
+    cfg = _compose([f"+experiment={experiment}"])
+    assert cfg.experiment == experiment
+    assert problems(cfg) == []
+
+
+def test_weights_are_nested_by_namespace():
+    cfg = _compose(["reward.weights.summary.format=0.5"])
+    assert cfg.reward.weights.summary.format == 0.5
+    # order is the reward set's order, which is the order ms-swift receives
+    assert list(cfg.reward.weights.summary)[:3] == ["format", "header", "strict"]
+
+
+def test_summary_full_matches_the_contract():
+    from bbuqc.rewards import REWARD_SETS
+
+    cfg = _compose(["reward=summary_full"])
+    weights = {f"summary.{k}": v for k, v in cfg.reward.weights.summary.items()}
+    assert weights == {
+        "summary.format": 1.0, "summary.header": 2.0, "summary.strict": 2.0, "summary.parse": 1.5,
+        "summary.no_dup_keys": 2.0, "summary.dataset": 0.5, "summary.objects_total_lb": 1.0,
+        "summary.category_recall": 0.5, "summary.content_structured_tversky": 1.8, "summary.text_bbu": 0.8,
+        "summary.notes_bbu": 0.3, "summary.group_stats_presence": 0.2,
+    }
+    for name in ("summary_full", "summary_core", "verdict"):
+        cfg = _compose([f"reward={name}", f"task={'verdict' if name == 'verdict' else 'summary'}"])
+        flat = {f"{ns}.{k}": v for ns, e in cfg.reward.weights.items() for k, v in e.items()}
+        assert flat == dict(REWARD_SETS[name]), name
+
+
+def test_cfg_job_prints_the_composed_tree_without_heavy_imports():
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bbuqc.train", "reward=summary_full", "lora.last_k=4", "--cfg", "job"],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )
+    cfg = OmegaConf.create(out.stdout)
+    assert cfg.lora.last_k == 4 and cfg.reward.name == "summary_full"
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    assert not imported & {"torch", "transformers", "swift", "peft", "trl", "datasets", "wandb"}

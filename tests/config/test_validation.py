@@ -1,0 +1,63 @@
+"""Bad overrides fail before anything heavy loads: one line naming the field, exit 2, no run folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+BAD = [
+    (["+reward.weights.summary.fmt=1"], "reward.weights.summary.fmt", "unknown reward id"),
+    (["+reward.weights.summary_format=1"], "reward.weights.summary_format", "'summary.format'"),
+    (["reward.weights.summary.header=abc"], "reward.weights.summary.header", "finite number"),
+    (["reward.weights.summary.header=nan"], "reward.weights.summary.header", "finite number"),
+    (["train.generation_batch_size=5"], "train.generation_batch_size=5", "train.num_generations"),
+    (["train.num_generations=1"], "train.num_generations=1", "at least 2"),
+    (["chord=on", "chord.mu_peak=null"], "chord.mu_peak", "required when chord=on"),
+    (["chord=on", "chord.mu_valley=0.95"], "chord.mu_valley=0.95", "mu_valley <= mu_peak"),
+    (["chord=on", "chord.sft_batch_size=0"], "chord.sft_batch_size=0", ">= 1"),
+    (["lora.last_k=0"], "lora.last_k=0", ">= 1"),
+    (["lora.last_k=5"], "lora.last_k=5", "only 4 LLM blocks"),
+    (["task=verdict"], "reward=summary_full", "task=verdict"),
+    (["model=qwen2_5_vl_7b"], "model.path", "required"),
+    (["model=qwen2_5_vl_7b", "model.path=/nonexistent/ckpt"], "model.path=/nonexistent/ckpt", "no such folder"),
+    (["data.stage_a_jsonl=[/nonexistent/a.jsonl]", "task=verdict", "reward=verdict"], "data.stage_a_jsonl[0]", "no such file"),
+    (["compute.rollout=vllm_colocate"], "compute.rollout=vllm_colocate", "compute.device=cuda"),
+    (["train.resume_from=/nonexistent/checkpoint-2"], "train.resume_from", "no such checkpoint"),
+]
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    run_dir = tmp_path / "run"
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bbuqc.train", *args, f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+
+
+@pytest.mark.parametrize("overrides,field,expected", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_override_fails_naming_the_field(overrides, field, expected, tmp_path):
+    proc = _run(overrides, tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, errors
+    assert field in errors[0] and expected in errors[0], errors[0]
+    # validation runs before Hydra makes the run folder and before any heavy import
+    assert not (tmp_path / "run").exists()
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
+    assert not imported & {"torch", "transformers", "swift", "datasets"}
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [(["mission=nope"], "mission/nope"), (["lora.last_k=abc"], "lora.last_k"), (["lora.nope=1"], "lora.nope")],
+)
+def test_hydra_rejects_unknown_options_and_types(overrides, key, tmp_path):
+    proc = _run(overrides, tmp_path)
+    assert proc.returncode != 0
+    assert key in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,25 @@
+"""Shared fixtures: an isolated cache for built models and data, offline everywhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One cache (tiny models, synthetic world) shared by the session's tests; built once."""
+    path = Path(os.environ.get("BBUQC_TEST_CACHE") or tmp_path_factory.mktemp("bbuqc-cache"))
+    os.environ["BBUQC_CACHE"] = str(path)
+    return path
