@@ -1,0 +1,279 @@
+"""Tiny, randomly initialised Qwen models built locally (there is no model hub here).
+
+Two kinds:
+
+* ``"vl"``   -> ``<cache>/models/tiny-qwen2-vl-v1/``: ``Qwen2VLForConditionalGeneration`` (hidden 64,
+  4 LLM decoder layers, 2 heads / 1 kv head, vision tower depth 2 with embed dim 32, patch 14,
+  spatial merge 2, temporal patch 2) + a ``Qwen2VLProcessor``.
+* ``"text"`` -> ``<cache>/models/tiny-qwen2-v1/``: ``Qwen2ForCausalLM`` (hidden 64, 4 layers) + tokenizer.
+
+Both share one tokenizer laid out on Qwen's token ids (see :mod:`bbuqc.models.tokenizer` for why),
+and both have ``vocab_size`` 151936 with tied input/output embeddings (as Qwen2-VL-2B and
+Qwen2.5-0.5B/1.5B/3B do), which halves the files (~39 MB of float32 each).
+
+They are saved with ``save_pretrained`` so that every consumer loads them through exactly the
+same ``from_pretrained`` path as a real checkpoint.
+
+Building is deterministic (fixed seed, fixed corpus): two builds give byte-identical
+``model.safetensors``. A build happens once per cache: it is written into a temp folder next to the
+target, a marker file is written last, and the folder is renamed into place with ``os.replace``
+under an ``fcntl`` lock, so a crash never leaves a half folder and concurrent builders (pytest-xdist,
+several Hydra jobs) don't trip over each other. When the marker exists, :func:`ensure_tiny_model`
+returns at once without importing torch.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bbuqc.paths import cache_dir
+
+KINDS = ("vl", "text")
+#: Folder names; bump the version suffix whenever the architecture / tokenizer / seed changes,
+#: so stale caches are never reused.
+MODEL_DIRS = {"vl": "tiny-qwen2-vl-v1", "text": "tiny-qwen2-v1"}
+#: Written last into a finished folder; its presence means "complete".
+MARKER = "bbuqc_tiny_complete.json"
+SEED = 1234
+#: ms-swift ``model_type`` and ``template`` for each kind (local folders need them explicitly).
+SWIFT_TYPES = {"vl": ("qwen2_vl", "qwen2_vl"), "text": ("qwen2", "qwen")}
+
+# Sizes (kept in one place so tests and docs can quote them).
+HIDDEN = 64
+INTERMEDIATE = 128
+NUM_LAYERS = 4  # 4 so that LoRA "last K blocks" tests have room (K = 1..4)
+NUM_HEADS = 2
+NUM_KV_HEADS = 1
+# head_dim = 64 / 2 = 32, so rotary has 16 frequency pairs; M-RoPE splits them (t, h, w) like
+# Qwen2-VL's [16, 24, 24] of 64, scaled down.
+MROPE_SECTION = [4, 6, 6]
+VISION_DEPTH = 2
+VISION_EMBED = 32
+VISION_HEADS = 2
+PATCH = 14
+MERGE = 2
+TEMPORAL_PATCH = 2
+# Image processor limits: 56*56 .. 112*112 pixels -> 4..16 visual tokens (after the 2x2 merge).
+MIN_PIXELS = 56 * 56
+MAX_PIXELS = 112 * 112
+
+
+def tiny_model_dir(kind: str, cache: Path | str | None = None) -> Path:
+    """Where the tiny model of ``kind`` lives (whether or not it is built yet)."""
+    if kind not in MODEL_DIRS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}")
+    root = Path(cache) if cache is not None else cache_dir()
+    return root / "models" / MODEL_DIRS[kind]
+
+
+def is_built(kind: str, cache: Path | str | None = None) -> bool:
+    return (tiny_model_dir(kind, cache) / MARKER).is_file()
+
+
+def tiny_env() -> dict[str, str]:
+    """Environment variables a process should set before ms-swift loads the tiny VL model.
+
+    ms-swift does NOT use the processor's min/max pixels: ``Qwen2VLTemplate`` resizes every image
+    with ``qwen_vl_utils.fetch_image`` (whose defaults allow up to 16384 visual tokens per image)
+    and then calls the image processor with ``do_resize=False``. ms-swift configures
+    ``qwen_vl_utils`` from ``MAX_PIXELS``/``MIN_PIXELS`` (converted to ``IMAGE_MAX_TOKEN_NUM`` /
+    ``IMAGE_MIN_TOKEN_NUM`` for qwen_vl_utils >= 0.0.14) the first time a Qwen VL processor is
+    loaded in a process, so set these before that. The token-count variables are given too, so
+    a stray ``IMAGE_MAX_TOKEN_NUM`` in the environment cannot win over ``MAX_PIXELS`` (ms-swift only
+    converts when the target is unset). Plain transformers (AutoProcessor) honours the
+    processor's own limits and needs nothing.
+    """
+    factor = (PATCH * MERGE) ** 2  # pixels per visual token after the 2x2 merge (28*28)
+    return {"MAX_PIXELS": str(MAX_PIXELS), "MIN_PIXELS": str(MIN_PIXELS),
+            "IMAGE_MAX_TOKEN_NUM": str(MAX_PIXELS // factor), "IMAGE_MIN_TOKEN_NUM": str(MIN_PIXELS // factor)}
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def ensure_tiny_model(kind: str, cache: Path | str | None = None) -> Path:
+    """Return the folder of the tiny model ``kind`` (``"vl"`` or ``"text"``), building it once.
+
+    ``cache`` defaults to :func:`bbuqc.paths.cache_dir` (``$BBUQC_CACHE`` or ``~/.cache/bbuqc``).
+    Fast path (folder complete): no torch / transformers import.
+    """
+    target = tiny_model_dir(kind, cache)
+    if (target / MARKER).is_file():
+        return target
+    with _file_lock(target.parent / f".{target.name}.lock"):
+        if (target / MARKER).is_file():  # another process finished it while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            info = build_tiny_model(kind, tmp)
+            # Marker last: a folder without it is incomplete by definition.
+            (tmp / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            if target.exists():  # stale, incomplete folder (e.g. hand-made); move aside, then drop
+                stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=target.parent))
+                os.replace(target, stale / "old")
+                shutil.rmtree(stale, ignore_errors=True)
+            # mkdtemp makes a 0700 folder; a shared cache should be readable by others.
+            os.chmod(tmp, 0o755)
+            for f in tmp.iterdir():
+                os.chmod(f, 0o644)
+            os.replace(tmp, target)  # atomic on one filesystem
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building (heavy imports from here on are local to the functions).
+
+
+def _text_kwargs() -> dict:
+    from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS, QWEN_VOCAB_SIZE
+
+    return dict(
+        vocab_size=QWEN_VOCAB_SIZE,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS,
+        num_key_value_heads=NUM_KV_HEADS,
+        hidden_act="silu",
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        use_sliding_window=False,
+        max_window_layers=NUM_LAYERS,
+        tie_word_embeddings=True,
+        bos_token_id=QWEN_SPECIAL_TOKENS["<|endoftext|>"],
+        eos_token_id=QWEN_SPECIAL_TOKENS["<|im_end|>"],
+        pad_token_id=QWEN_SPECIAL_TOKENS["<|endoftext|>"],
+    )
+
+
+def _vl_config():
+    from transformers import Qwen2VLConfig
+
+    from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS as S
+
+    text = _text_kwargs()
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": MROPE_SECTION}
+    vision = dict(
+        depth=VISION_DEPTH,
+        embed_dim=VISION_EMBED,
+        hidden_size=HIDDEN,  # the merger projects into the LLM's hidden size
+        num_heads=VISION_HEADS,
+        mlp_ratio=2,
+        in_channels=3,
+        patch_size=PATCH,
+        spatial_merge_size=MERGE,
+        temporal_patch_size=TEMPORAL_PATCH,
+    )
+    return Qwen2VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=S["<|image_pad|>"],
+        video_token_id=S["<|video_pad|>"],
+        vision_start_token_id=S["<|vision_start|>"],
+        vision_end_token_id=S["<|vision_end|>"],
+        tie_word_embeddings=True,
+        dtype="float32",
+    )
+
+
+def _text_config():
+    from transformers import Qwen2Config
+
+    return Qwen2Config(**_text_kwargs(), rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                       dtype="float32")
+
+
+def _generation_config():
+    from transformers import GenerationConfig
+
+    from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS as S
+
+    # As in Qwen's instruct checkpoints: stop on <|im_end|> or <|endoftext|>.
+    return GenerationConfig(bos_token_id=S["<|endoftext|>"], eos_token_id=[S["<|im_end|>"], S["<|endoftext|>"]],
+                            pad_token_id=S["<|endoftext|>"])
+
+
+def _save_processor(kind: str, out: Path) -> None:
+    from bbuqc.models.tokenizer import QWEN2_VL_CHAT_TEMPLATE, save_tokenizer
+
+    tokenizer = save_tokenizer(out)
+    if kind == "vl":
+        from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+        common = dict(patch_size=PATCH, temporal_patch_size=TEMPORAL_PATCH, merge_size=MERGE)
+        image_processor = Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, **common)
+        video_processor = Qwen2VLVideoProcessor(
+            size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS * 2}, **common)
+        processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                     video_processor=video_processor, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+        processor.save_pretrained(str(out))  # processor_config.json (transformers 5 layout)
+        # Legacy files real Qwen2-VL checkpoints ship (transformers 4.x, vLLM and ms-swift's
+        # save_checkpoint read/copy them). transformers 5 loads identically with them present.
+        image_processor.save_pretrained(str(out))  # preprocessor_config.json
+        pre_path = out / "preprocessor_config.json"
+        pre = json.loads(pre_path.read_text())
+        pre.update(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, processor_class="Qwen2VLProcessor")
+        _write_json(pre_path, pre)
+        _write_json(out / "chat_template.json", {"chat_template": QWEN2_VL_CHAT_TEMPLATE})
+    # Older readers (vLLM < 0.9, transformers 4.x) look for the template inside tokenizer_config.json;
+    # transformers 5 writes it to chat_template.jinja only. Put it in both places.
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = QWEN2_VL_CHAT_TEMPLATE
+    _write_json(cfg_path, cfg)
+    # ms-swift reads `model_type`/`template` from an args.json in the model folder when they are not
+    # given (e.g. its templates load a meta-device "dummy" model by path for M-RoPE position ids
+    # when `template.model` is unset, and Qwen2VLForConditionalGeneration alone is ambiguous
+    # between qwen2_vl and qwen2_gme). Training (load_args=False) ignores it.
+    model_type, template = SWIFT_TYPES[kind]
+    _write_json(out / "args.json", {"model_type": model_type, "template": template, "swift_version": "4.0.0"})
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
+    """Build the tiny model ``kind`` into ``out_dir`` (no locking, no marker). Returns build info."""
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if kind == "vl":
+        from transformers import Qwen2VLForConditionalGeneration as cls
+
+        config = _vl_config()
+    elif kind == "text":
+        from transformers import Qwen2ForCausalLM as cls
+
+        config = _text_config()
+    else:
+        raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}")
+
+    # fork_rng: seed locally without disturbing the caller's RNG stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = cls(config).to(torch.float32).eval()
+    model.generation_config = _generation_config()
+    model.save_pretrained(str(out))
+    _save_processor(kind, out)
+    n_params = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
+    return {"kind": kind, "name": MODEL_DIRS[kind], "seed": SEED, "architecture": cls.__name__,
+            "num_parameters": n_params, "num_llm_layers": NUM_LAYERS}

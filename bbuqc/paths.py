@@ -1,0 +1,23 @@
+"""Where bbuqc keeps things it builds or downloads (tiny models, ...).
+
+Kept import-light on purpose: the config path and the tiny-model cache check
+import this module and must stay fast (no torch, transformers, ms-swift).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable that overrides the cache root (tests point it at a tmp dir).
+CACHE_ENV = "BBUQC_CACHE"
+
+
+def cache_dir() -> Path:
+    """Root cache folder: ``$BBUQC_CACHE`` if set, else ``~/.cache/bbuqc``.
+
+    Created on demand so callers can write into it straight away.
+    """
+    env = os.environ.get(CACHE_ENV)
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "bbuqc"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
