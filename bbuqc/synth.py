@@ -1,0 +1,65 @@
+"""``python -m bbuqc.synth``: build (or reuse) the synthetic world and say what is in it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _default_out(seed: int, groups: int) -> Path | None:
+    try:
+        from bbuqc.paths import cache_dir
+    except ImportError:
+        return None
+    return Path(cache_dir()) / "synth" / f"seed{seed}-g{groups}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bbuqc.synth", description=__doc__)
+    parser.add_argument("--out", type=Path, help="output folder (default: <cache>/synth/seed<seed>-g<groups>)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--groups-per-mission", type=int, default=6)
+    parser.add_argument("--force", action="store_true", help="regenerate even if a matching world exists")
+    args = parser.parse_args(argv)
+    if args.groups_per_mission < 1:
+        parser.error("--groups-per-mission must be >= 1")
+    out = args.out or _default_out(args.seed, args.groups_per_mission)
+    if out is None:
+        parser.error("--out is required (no default cache folder is available)")
+
+    from bbuqc.data.synth import SynthManifest, ensure_synthetic, generate
+
+    start = time.perf_counter()
+    try:
+        if args.force:
+            root = generate(out, args.seed, args.groups_per_mission).root
+        else:
+            root = ensure_synthetic(out, args.seed, args.groups_per_mission)
+    except (FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - start
+    manifest = SynthManifest.load(root)
+    totals = manifest.totals
+    print(f"synthetic world (seed {manifest.seed}, {manifest.groups_per_mission} groups per mission) at {root}")
+    print(
+        f"  {totals['groups']} groups ({totals['pass']} pass, {totals['fail']} fail), "
+        f"{totals['images']} images ({totals['irrelevant_images']} irrelevant), ready in {elapsed:.2f}s"
+    )
+    for mid, info in manifest.missions.items():
+        print(
+            f"  {mid:<13} {info['name']}: {info['groups']} groups "
+            f"({info['pass']} pass / {info['fail']} fail), {info['images']} images"
+        )
+    print(f"  images:        {manifest.images_dir}")
+    print(f"  stage_a:       {manifest.root / 'stage_a'}/<mission id>.jsonl")
+    print(f"  summary rows:  {manifest.summary_rows}")
+    print(f"  verdict rows:  {manifest.verdict_rows}")
+    print(f"  manifest:      {manifest.root / 'manifest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
