@@ -1,0 +1,123 @@
+"""The one place where the config tree becomes ms-swift arguments.
+
+Every ms-swift argument name bbuqc uses lives in this module. `rlhf_kwargs` is pure (no
+ms-swift import) so the mapping of every preset, GPU ones included, is testable on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from bbuqc.config.validate import effective_generation_batch_size, reward_weights
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What the runner prepared before the arguments can be built."""
+
+    run_dir: Path
+    model_dir: str
+    model_type: str
+    template: str
+    dataset: Path  # GRPO rows (JSONL)
+    lora_regex: str
+    chord_sft_dataset: Path | None = None
+
+
+def rlhf_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
+    t, c, lora, chord = cfg.train, cfg.compute, cfg.lora, cfg.chord
+    weights = reward_weights(cfg)
+    kw: dict[str, Any] = {
+        "rlhf_type": "grpo",
+        # model: a local folder, never the hub
+        "model": inputs.model_dir,
+        "model_type": inputs.model_type,
+        "template": inputs.template,
+        "check_model": False,
+        "use_hf": True,
+        "torch_dtype": DTYPES[c.precision],
+        # LoRA on the last K LLM blocks: the regex alone decides (vision/aligner never match)
+        "tuner_type": "lora",
+        "target_regex": inputs.lora_regex,
+        "lora_rank": lora.rank,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "freeze_vit": True,
+        "freeze_aligner": True,
+        # data: rows prepared by bbuqc.data, kept whole so rewards get their columns
+        "dataset": [str(inputs.dataset)],
+        "split_dataset_ratio": 0.0,
+        "remove_unused_columns": False,
+        "dataset_num_proc": 1,
+        "dataloader_num_workers": t.dataloader_num_workers,
+        "max_length": t.max_length,
+        # GRPO
+        "reward_funcs": list(weights),
+        "reward_weights": [float(w) for w in weights.values()],
+        "num_generations": t.num_generations,
+        "generation_batch_size": effective_generation_batch_size(cfg),
+        "per_device_train_batch_size": t.per_device_batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "max_completion_length": t.max_completion_length,
+        "temperature": t.temperature,
+        "beta": t.beta,
+        "learning_rate": t.learning_rate,
+        "max_steps": t.max_steps,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        # outputs: checkpoints and logging.jsonl straight in the Hydra run folder
+        "output_dir": str(inputs.run_dir),
+        "add_version": False,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_only_model": False,  # optimizer + RNG state: a resumed run continues exactly
+        "logging_steps": t.logging_steps,
+        "report_to": ["wandb"] if cfg.logger.backend == "wandb" else [],
+        "resume_from_checkpoint": t.resume_from,
+    }
+    kw.update(_compute_kwargs(c))
+    if chord.enabled:
+        kw.update(
+            {
+                "chord_sft_dataset": [str(inputs.chord_sft_dataset)],
+                "chord_sft_per_device_train_batch_size": chord.sft_batch_size,
+                "chord_enable_phi_function": chord.phi,
+                "chord_mu_warmup_steps": chord.mu_warmup_steps,
+                "chord_mu_decay_steps": chord.mu_decay_steps,
+                "chord_mu_peak": chord.mu_peak,
+                "chord_mu_valley": chord.mu_valley,
+            }
+        )
+    return kw
+
+
+def _compute_kwargs(c: DictConfig) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "bf16": c.precision == "bf16",
+        "fp16": c.precision == "fp16",
+        "use_cpu": c.device == "cpu",
+        "gradient_checkpointing": c.device == "cuda",
+    }
+    if c.rollout == "vllm_colocate":
+        kw.update(
+            use_vllm=True,
+            vllm_mode="colocate",
+            vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization,
+            sleep_level=1,
+        )
+    elif c.rollout == "vllm_server":
+        kw.update(
+            use_vllm=True,
+            vllm_mode="server",
+            vllm_server_host=[c.vllm_server_host],
+            vllm_server_port=[c.vllm_server_port],
+        )
+    if c.deepspeed:
+        kw["deepspeed"] = c.deepspeed  # ms-swift resolves zero2/zero3 to its bundled JSON configs
+    return kw

@@ -1,0 +1,71 @@
+"""LoRA on the last K LLM decoder blocks, with the vision tower and aligner never trained.
+
+ms-swift's freeze_vit/freeze_aligner only steer LoRA for `all-linear`; with `target_regex`
+the regex alone decides. So the regex is built from the model's real module names,
+listed from a weightless (meta-device) instance of its config, before weights load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# Containers that hold vision-side modules in the Qwen-VL families; never LoRA targets.
+VISION_MARKERS = ("visual", "vision", "merger", "aligner", "projector")
+_BLOCKS = re.compile(r"^(?P<prefix>(?:.*\.)?layers)\.(?P<idx>\d+)$")
+
+
+def llm_block_prefix(module_names: Iterable[str]) -> tuple[str, int]:
+    """The dotted path of the LLM's decoder ModuleList and its length.
+
+    Qwen2-VL / Qwen2.5-VL / Qwen3-VL: `model.language_model.layers`; text Qwen2: `model.layers`.
+    """
+    counts: dict[str, int] = {}
+    for name in module_names:
+        m = _BLOCKS.match(name)
+        if m and not any(marker in m["prefix"] for marker in VISION_MARKERS):
+            counts[m["prefix"]] = max(counts.get(m["prefix"], 0), int(m["idx"]) + 1)
+    if len(counts) != 1:
+        raise ValueError(f"cannot identify the LLM decoder blocks; candidates: {sorted(counts) or 'none'}")
+    ((prefix, n),) = counts.items()
+    return prefix, n
+
+
+def last_k_target_regex(linear_names: Iterable[str], last_k: int) -> tuple[str, list[str]]:
+    """A full-match regex selecting every Linear inside the last `last_k` LLM blocks.
+
+    Returns the regex and the module names it selects (for logging and tests).
+    `linear_names` are the names of the model's nn.Linear modules.
+    """
+    linear_names = list(linear_names)
+    prefix, n_blocks = llm_block_prefix(_parents(linear_names))
+    if not 1 <= last_k <= n_blocks:
+        raise ValueError(f"lora.last_k={last_k}: the model has {n_blocks} LLM blocks")
+    blocks = list(range(n_blocks - last_k, n_blocks))
+    block_re = re.compile(rf"^{re.escape(prefix)}\.({'|'.join(map(str, blocks))})\.")
+    selected = [n for n in linear_names if block_re.match(n)]
+    leaves = sorted({n.rsplit(".", 1)[-1] for n in selected})
+    regex = rf"^{re.escape(prefix)}\.({'|'.join(map(str, blocks))})\.(?:.*\.)?({'|'.join(map(re.escape, leaves))})$"
+    return regex, selected
+
+
+def _parents(names: list[str]) -> set[str]:
+    out = set()
+    for name in names:
+        parts = name.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return out
+
+
+def linear_module_names(model_dir: str) -> list[str]:
+    """Names of every nn.Linear of the checkpoint's architecture, without loading weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        try:
+            model = AutoModelForImageTextToText.from_config(config)
+        except ValueError:
+            model = AutoModelForCausalLM.from_config(config)
+    return [name for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)]

@@ -1,0 +1,66 @@
+"""`python -m bbuqc.train`: the validated config tree -> an ms-swift GRPO run.
+
+The training loop is ms-swift's (SwiftRLHF, the class behind `rlhf_main`); this module
+prepares the inputs (model folder, data, LoRA regex, reward registration), opens the W&B
+run and attaches bbuqc's callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from bbuqc.offline import use_offline_defaults
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    use_offline_defaults()
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    from bbuqc.tracking import wandb_run
+
+    with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}") as wb:
+        result = train(cfg, run_dir, wandb=wb)
+    return result
+
+
+def train(cfg: DictConfig, run_dir: Path, wandb=None) -> dict:
+    from swift import RLHFArguments
+    from swift.pipelines.train.rlhf import SwiftRLHF
+
+    from bbuqc.config.validate import reward_weights
+    from bbuqc.grpo.args import RunInputs, rlhf_kwargs
+    from bbuqc.grpo.callbacks import bbuqc_callbacks
+    from bbuqc.grpo.data import prepare_datasets
+    from bbuqc.grpo.lora import last_k_target_regex, linear_module_names
+    from bbuqc.grpo.rewards import register_rewards
+    from bbuqc.models.resolve import resolve_model
+
+    model = resolve_model(cfg, multimodal=cfg.task.name == "summary")
+    regex, targets = last_k_target_regex(linear_module_names(model.path), cfg.lora.last_k)
+    log.info("LoRA on the last %d LLM blocks: %d Linear modules", cfg.lora.last_k, len(targets))
+    dataset, sft_dataset = prepare_datasets(cfg, run_dir / "data")
+    register_rewards(list(reward_weights(cfg)))
+    inputs = RunInputs(
+        run_dir=run_dir,
+        model_dir=model.path,
+        model_type=model.model_type,
+        template=model.template,
+        dataset=dataset,
+        lora_regex=regex,
+        chord_sft_dataset=sft_dataset,
+    )
+    args = RLHFArguments(**rlhf_kwargs(cfg, inputs))
+
+    class Pipeline(SwiftRLHF):
+        def train(self, trainer):
+            for callback in bbuqc_callbacks(cfg, trainer, wandb):
+                trainer.add_callback(callback)
+            return super().train(trainer)
+
+    return Pipeline(args).main()

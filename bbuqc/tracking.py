@@ -1,0 +1,58 @@
+"""W&B runs for every entry point: offline by default, named after the run's overrides,
+grouped by sweep, the whole composed config attached, and always finished."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def run_identity(cfg: DictConfig, job_type: str) -> dict[str, Any]:
+    """name / group / job_type / tags of this Hydra job, from its own overrides."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    name, group = cfg.logger.name, cfg.logger.group
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        overrides = [o for o in hc.overrides.task if not o.startswith("hydra.")]
+        name = name or (",".join(overrides) if overrides else "defaults")
+        if group is None and hc.mode == RunMode.MULTIRUN:
+            # every job of one sweep shares the group: the experiment's name, else the sweep folder
+            group = cfg.experiment or f"sweep-{Path(hc.sweep.dir).name}"
+    return {"name": name or "defaults", "group": group, "job_type": job_type}
+
+
+@contextlib.contextmanager
+def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str) -> Iterator[Any]:
+    """A W&B run for the body, finished with its exit status even when the body raises.
+
+    Yields the run, or None with `logger=none`.
+    """
+    if cfg.logger.backend != "wandb":
+        yield None
+        return
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    ident = run_identity(cfg, job_type)
+    run = wandb.init(
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        mode=cfg.logger.mode,
+        dir=str(run_dir),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        reinit="finish_previous",
+        **ident,
+    )
+    try:
+        yield run
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
