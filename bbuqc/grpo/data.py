@@ -10,28 +10,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bbuqc.paths import cache_dir
-
-
-def synthetic_root(cfg: DictConfig) -> Path:
-    """The synthetic world this config means, generated on first use."""
-    from bbuqc.data.synth import ensure_synthetic
-
-    d = cfg.data
-    out = Path(d.synthetic_dir) if d.synthetic_dir else cache_dir() / "synth" / f"seed{d.synthetic_seed}-g{d.synthetic_groups_per_mission}"
-    return ensure_synthetic(out, seed=d.synthetic_seed, groups_per_mission=d.synthetic_groups_per_mission)
+from bbuqc.data.sources import stage_a_files, summary_rows_source
 
 
 def source_dataset(cfg: DictConfig):
     """The task's rows as a `datasets.Dataset`."""
     from bbuqc.data.rows import summary_dataset, verdict_dataset
 
-    d = cfg.data
     if cfg.task.name == "summary":
-        rows = d.summary_jsonl or synthetic_root(cfg) / "summary_rows.jsonl"
-        return summary_dataset(rows, max_rows=d.max_rows)
-    files = list(d.stage_a_jsonl) or sorted((synthetic_root(cfg) / "stage_a").glob("*.jsonl"))
-    return verdict_dataset(files, max_rows=d.max_rows)
+        return summary_dataset(summary_rows_source(cfg), max_rows=cfg.data.max_rows)
+    return verdict_dataset(stage_a_files(cfg), max_rows=cfg.data.max_rows)
 
 
 def prepare_datasets(cfg: DictConfig, out_dir: Path) -> tuple[Path, Path | None]:

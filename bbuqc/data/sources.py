@@ -1,0 +1,36 @@
+"""Where a config's data comes from: the user's files, or the synthetic world built on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from bbuqc.paths import cache_dir
+
+
+def synthetic_root(cfg: DictConfig) -> Path:
+    """The synthetic world this config means, generated on first use."""
+    from bbuqc.data.synth import ensure_synthetic
+
+    d = cfg.data
+    out = Path(d.synthetic_dir) if d.synthetic_dir else cache_dir() / "synth" / f"seed{d.synthetic_seed}-g{d.synthetic_groups_per_mission}"
+    return ensure_synthetic(out, seed=d.synthetic_seed, groups_per_mission=d.synthetic_groups_per_mission)
+
+
+def images_root(cfg: DictConfig) -> Path:
+    """The Stage-A input tree `<root>/<mission name>/<审核通过|审核不通过>/<group>/`."""
+    if cfg.data.root:
+        return Path(cfg.data.root)
+    return synthetic_root(cfg) / "images"
+
+
+def stage_a_files(cfg: DictConfig) -> list[Path]:
+    """Stage-A JSONL inputs of Stage-B (training and evaluation)."""
+    if cfg.data.stage_a_jsonl:
+        return [Path(p) for p in cfg.data.stage_a_jsonl]
+    return sorted((synthetic_root(cfg) / "stage_a").glob("*.jsonl"))
+
+
+def summary_rows_source(cfg: DictConfig) -> Path:
+    return Path(cfg.data.summary_jsonl) if cfg.data.summary_jsonl else synthetic_root(cfg) / "summary_rows.jsonl"
