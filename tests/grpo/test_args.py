@@ -1,0 +1,104 @@
+"""The config tree -> ms-swift argument mapping, field by field, for every preset (GPU ones too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bbuqc.config.store  # noqa: F401
+from bbuqc.cli import CONF_DIR
+from bbuqc.config.validate import problems
+from bbuqc.grpo.args import RunInputs, rlhf_kwargs
+
+INPUTS = RunInputs(
+    run_dir=Path("/runs/r1"), model_dir="/models/m", model_type="qwen2_5_vl", template="qwen2_5_vl",
+    dataset=Path("/runs/r1/data/train.jsonl"), lora_regex="^x$", chord_sft_dataset=Path("/runs/r1/data/chord_sft.jsonl"),
+)
+
+
+def kwargs(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    assert problems(cfg) == [], problems(cfg)
+    return rlhf_kwargs(cfg, INPUTS)
+
+
+def test_default_cpu_mapping():
+    kw = kwargs("train.max_steps=7", "lora.rank=4", "lora.alpha=8", "lora.dropout=0.1", "train.beta=0.0")
+    assert kw == {
+        "rlhf_type": "grpo", "model": "/models/m", "model_type": "qwen2_5_vl", "template": "qwen2_5_vl",
+        "check_model": False, "use_hf": True, "torch_dtype": "float32",
+        "tuner_type": "lora", "target_regex": "^x$", "lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.1,
+        "freeze_vit": True, "freeze_aligner": True,
+        "dataset": ["/runs/r1/data/train.jsonl"], "split_dataset_ratio": 0.0, "remove_unused_columns": False,
+        "dataset_num_proc": 1, "dataloader_num_workers": 0, "max_length": 2048,
+        "reward_funcs": [
+            "summary.format", "summary.header", "summary.strict", "summary.parse", "summary.no_dup_keys",
+            "summary.dataset", "summary.objects_total_lb", "summary.category_recall",
+            "summary.content_structured_tversky", "summary.text_bbu", "summary.notes_bbu",
+            "summary.group_stats_presence",
+        ],
+        "reward_weights": [1.0, 2.0, 2.0, 1.5, 2.0, 0.5, 1.0, 0.5, 1.8, 0.8, 0.3, 0.2],
+        "num_generations": 2, "generation_batch_size": 4, "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1, "max_completion_length": 48, "temperature": 1.0, "beta": 0.0,
+        "learning_rate": 1e-4, "max_steps": 7, "seed": 42, "data_seed": 42,
+        "output_dir": "/runs/r1", "add_version": False, "save_strategy": "steps", "save_steps": 2,
+        "save_only_model": False, "logging_steps": 1, "report_to": ["wandb"], "resume_from_checkpoint": None,
+        "bf16": False, "fp16": False, "use_cpu": True, "gradient_checkpointing": False,
+    }
+
+
+def test_reward_weights_follow_overrides_in_order():
+    kw = kwargs("task=verdict", "reward=verdict", "reward.weights.verdict.label=4", "reward.weights.verdict.consistency=0")
+    assert kw["reward_funcs"] == ["verdict.format", "verdict.label", "verdict.consistency"]
+    assert kw["reward_weights"] == [1.0, 4.0, 0.0]  # weight 0: still computed and logged
+
+
+def test_logger_none_reports_nowhere_and_resume_maps(tmp_path):
+    kw = kwargs("logger=none", f"train.resume_from={tmp_path}")
+    assert kw["report_to"] == [] and kw["resume_from_checkpoint"] == str(tmp_path)
+
+
+def test_chord_mapping():
+    kw = kwargs("chord=on", "chord.mu_peak=0.7", "chord.mu_valley=0.1", "chord.mu_warmup_steps=3",
+                "chord.mu_decay_steps=9", "chord.sft_batch_size=2", "chord.phi=true")
+    assert {k: v for k, v in kw.items() if k.startswith("chord_")} == {
+        "chord_sft_dataset": ["/runs/r1/data/chord_sft.jsonl"], "chord_sft_per_device_train_batch_size": 2,
+        "chord_enable_phi_function": True, "chord_mu_warmup_steps": 3, "chord_mu_decay_steps": 9,
+        "chord_mu_peak": 0.7, "chord_mu_valley": 0.1,
+    }
+    assert not [k for k in kwargs("chord=off") if k.startswith("chord_")]
+
+
+GPU = {
+    "gpu": {"torch_dtype": "bfloat16", "bf16": True, "fp16": False, "use_cpu": False, "gradient_checkpointing": True},
+    "gpu_vllm": {"torch_dtype": "bfloat16", "bf16": True, "use_cpu": False, "use_vllm": True, "vllm_mode": "colocate",
+                 "vllm_gpu_memory_utilization": 0.4, "sleep_level": 1},
+    "gpu_vllm_server": {"torch_dtype": "bfloat16", "bf16": True, "use_vllm": True, "vllm_mode": "server",
+                        "vllm_server_host": ["127.0.0.1"], "vllm_server_port": [8000]},
+    "gpu_zero2": {"torch_dtype": "bfloat16", "deepspeed": "zero2", "use_vllm": True, "vllm_mode": "colocate",
+                  "generation_batch_size": 32},
+    "gpu_zero3": {"torch_dtype": "bfloat16", "deepspeed": "zero3", "use_vllm": True, "vllm_mode": "colocate",
+                  "vllm_gpu_memory_utilization": 0.3, "generation_batch_size": 32},
+}
+
+
+@pytest.mark.parametrize("preset", GPU)
+def test_gpu_presets(preset):
+    kw = kwargs(f"compute={preset}")
+    assert {k: kw.get(k) for k in GPU[preset]} == GPU[preset]
+    if "vllm" not in preset and "zero" not in preset:
+        assert "use_vllm" not in kw and "deepspeed" not in kw
+
+
+def test_ms_swift_accepts_the_mapping():
+    """The names are real RLHFArguments fields (a typo would be silently dropped elsewhere)."""
+    import dataclasses
+
+    from swift import RLHFArguments
+
+    fields = {f.name for f in dataclasses.fields(RLHFArguments)}
+    for preset in ["cpu", *GPU]:
+        assert set(kwargs(f"compute={preset}", "chord=on")) <= fields
