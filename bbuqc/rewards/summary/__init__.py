@@ -1,0 +1,1 @@
+"""Summary rewards: parsing, facts, the shared per-sample context, scoring."""

@@ -1,0 +1,228 @@
+"""Stage-B verdict rewards: verdict.format, verdict.label, verdict.consistency.
+
+The verdict is two lines: ``通过`` or ``不通过``, then ``理由：<reason>``.
+Like the summary rewards, each completion is parsed once per batch into a
+cached ``VerdictContext`` keyed by its text; the per-row columns
+(``group_label``, ``summaries``) are read on every call, so a changed row
+never meets a stale value. verdict.consistency is defined in docs/rewards.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .summary import parsing
+from .summary.context import as_list, column, lazy, remember
+
+VERDICTS = ("通过", "不通过")
+# Words of a third state the model must not use as a verdict. They can never
+# equal a valid line 1, so format and label already reject them; listed for docs
+# and tests.
+THIRD_STATE_WORDS = ("需复核", "证据不足", "待定", "无法判断")
+
+_REASON_LINE = re.compile(r"理由[:：]\s*.+")
+_REASON_PREFIX = re.compile(r"理由[:：]\s*")
+# 图片_3, 图片3 and 图片＿3; ASCII digits only. Up to 6 digits keeps int() cheap;
+# a longer run is still a reference, and never to an existing image.
+_IMAGE_REF = re.compile(r"图片[_＿]?([0-9]+)")
+_MAX_INDEX_DIGITS = 6
+
+# Cue phrases of the reason (docs/rewards.md, "verdict.consistency"). The text
+# is read left to right taking the longest phrase at each position, so
+# 不符合 is one failing cue (not 符合), and 无异常 one passing cue (not 无).
+PASS_CUES = tuple(
+    # Negated problems ("no problem" statements), then positive findings.
+    """
+    无异常 无误 无问题 无明显问题 无明显异常 无缺陷 无损坏 无遮挡 无需 未见异常 未见问题
+    未发现异常 未发现问题 未遮挡 没有问题 没有异常 不存在问题
+    符合 合格 合理 正确 规范 满足 整齐 完整 齐全 可读 清晰 牢固 正常 有保护 有套管 有标签
+    已安装 免装 检测到
+    """.split()
+)
+FAIL_CUES = tuple(
+    """
+    不符合 不合格 不合理 不正确 不规范 不满足 不完整 不齐全 不可读 不清晰 不牢固 不正常 不足
+    无保护 无套管 无标签 未安装 未检测到 未见 未发现 没有 缺失 缺少 缺 无法 无 未
+    错误 散乱 松动 遗漏 损坏 脱落 方向错误 半径不合理
+    """.split()
+)
+# Matched so that their parts are not read as cues, and then ignored: citing
+# the verdict itself is not evidence, and 无关(图片) is not a missing item.
+NEUTRAL_CUES = ("不通过", "通过", "审核", "无关")
+
+_CUE_KIND = {
+    **{cue: 1 for cue in PASS_CUES},
+    **{cue: -1 for cue in FAIL_CUES},
+    **{cue: 0 for cue in NEUTRAL_CUES},
+}
+# Longest first: re alternation takes the first alternative that matches.
+_CUES = re.compile("|".join(sorted(map(re.escape, _CUE_KIND), key=len, reverse=True)))
+
+
+def verdict_text(completion: object) -> str:
+    """The completion's text, special tokens removed, trailing whitespace removed."""
+    text = parsing.raw_text(completion)
+    for token in parsing.SPECIAL_TOKENS:
+        if token in text:
+            text = text.replace(token, "")
+    return text.rstrip()
+
+
+class VerdictContext:
+    """Everything the verdict rewards read about one completion's text."""
+
+    def __init__(self, text: str):
+        self.text = text  # already cleaned by verdict_text
+
+    @lazy
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    @lazy
+    def first_line(self) -> str:
+        """Line 1 (stripped) of the stripped text, for verdict.label."""
+        lines = self.text.strip().splitlines()
+        return lines[0].strip() if lines else ""
+
+    @lazy
+    def format_ok(self) -> bool:
+        lines = self.lines
+        return len(lines) == 2 and lines[0].strip() in VERDICTS and _REASON_LINE.match(lines[1].strip()) is not None
+
+    @lazy
+    def verdict(self) -> str | None:
+        return self.lines[0].strip() if self.format_ok else None
+
+    @lazy
+    def reason(self) -> str:
+        if not self.format_ok:
+            return ""
+        line = self.lines[1].strip()
+        return line[_REASON_PREFIX.match(line).end() :]
+
+    @lazy
+    def image_refs(self) -> frozenset:
+        """Distinct cited image indices; -1 stands for an absurdly long index."""
+        refs = set()
+        for match in _IMAGE_REF.finditer(self.reason):
+            digits = match.group(1)
+            refs.add(int(digits) if len(digits) <= _MAX_INDEX_DIGITS else -1)
+        return frozenset(refs)
+
+    @lazy
+    def cue_counts(self) -> tuple[int, int]:
+        """(passing cues, failing cues) in the reason."""
+        passing = failing = 0
+        for match in _CUES.finditer(self.reason):
+            kind = _CUE_KIND[match.group()]
+            if kind > 0:
+                passing += 1
+            elif kind < 0:
+                failing += 1
+        return passing, failing
+
+
+_contexts: dict = {}
+_image_counts: dict = {}
+
+
+def batch_contexts(completions: object) -> list[VerdictContext]:
+    contexts = []
+    for completion in as_list(completions):
+        text = verdict_text(completion)
+        ctx = _contexts.get(text)
+        if ctx is None:
+            ctx = VerdictContext(text)
+            remember(_contexts, text, ctx)
+        contexts.append(ctx)
+    return contexts
+
+
+def image_count(summaries: object) -> int | None:
+    """Number of images of the group: the size of its ``summaries`` dict.
+
+    A JSON string of the dict (or a list) is accepted; anything else is
+    unknown (None).
+    """
+    if isinstance(summaries, str):
+        try:
+            return _image_counts[summaries]
+        except KeyError:
+            pass
+        count = image_count(parsing.loads(summaries))
+        remember(_image_counts, summaries, count)
+        return count
+    if isinstance(summaries, (dict, list)):
+        return len(summaries)
+    return None
+
+
+def normalise_label(label: object) -> str | None:
+    """The row's label when it is exactly 通过 or 不通过, else None."""
+    return label if isinstance(label, str) and label in VERDICTS else None
+
+
+def format_score(ctx: VerdictContext) -> float:
+    return 1.0 if ctx.format_ok else 0.0
+
+
+def label_score(ctx: VerdictContext, label: str | None) -> float:
+    if label is None:
+        return 0.0
+    return 1.0 if ctx.first_line == label else 0.0
+
+
+def grounding(refs: frozenset, n_images: int | None) -> float:
+    """(valid − invalid distinct references) / all distinct references; 0 if none."""
+    if not refs or n_images is None:
+        return 0.0
+    valid = sum(1 for k in refs if 1 <= k <= n_images)
+    return (valid - (len(refs) - valid)) / len(refs)
+
+
+def self_consistency(verdict: str, passing: int, failing: int) -> float:
+    """+1 when the reason's cues back the verdict, −1 when they contradict it."""
+    if verdict == "不通过":
+        # One failing finding is enough to fail; only passing ones contradict.
+        if failing:
+            return 1.0
+        return -1.0 if passing else 0.0
+    # Under 通过 any failing finding contradicts the verdict.
+    if failing:
+        return -1.0
+    return 1.0 if passing else 0.0
+
+
+def consistency_score(ctx: VerdictContext, n_images: int | None) -> float:
+    if not ctx.format_ok:
+        return -1.0
+    return 0.5 * grounding(ctx.image_refs, n_images) + 0.5 * self_consistency(ctx.verdict, *ctx.cue_counts)
+
+
+def prepare_rows(completions: object, kwargs: dict) -> list[tuple]:
+    """(context, group label, number of images) per completion."""
+    contexts = batch_contexts(completions)
+    labels = column(kwargs.get("group_label"), len(contexts))
+    summaries = column(kwargs.get("summaries"), len(contexts))
+    return [
+        (ctx, normalise_label(label), image_count(summary))
+        for ctx, label, summary in zip(contexts, labels, summaries, strict=True)
+    ]
+
+
+# (id, scorer of a prepared row, lo, hi, one-line description), in registry order.
+# fmt: off
+VERDICT_REWARDS = (
+    ("verdict.format", lambda row: format_score(row[0]), 0.0, 1.0,
+     "Two lines: 通过/不通过, then 理由: and a non-empty reason."),
+    ("verdict.label", lambda row: label_score(row[0], row[1]), 0.0, 1.0,
+     "Line 1 equals the group's label (通过/不通过)."),
+    ("verdict.consistency", lambda row: consistency_score(row[0], row[2]), -1.0, 1.0,
+     "The reason cites existing images and findings that agree with the verdict; -1 when unformatted."),
+)
+# fmt: on
+
+
+def clear_caches() -> None:
+    _contexts.clear()
+    _image_counts.clear()

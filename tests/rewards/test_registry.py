@@ -1,0 +1,199 @@
+"""The registry: ids, names, errors, specs and the reward sets."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bbuqc.rewards as rewards
+from bbuqc.rewards import (
+    LEGACY_IDS,
+    REGISTRY,
+    REWARD_SETS,
+    LegacyRewardIdError,
+    RewardIdError,
+    get_reward,
+    reward_id_problem,
+    reward_names,
+    reward_set,
+    reward_spec,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SUMMARY_IDS = [
+    "summary.format",
+    "summary.header",
+    "summary.strict",
+    "summary.parse",
+    "summary.no_dup_keys",
+    "summary.dataset",
+    "summary.objects_total",
+    "summary.objects_total_lb",
+    "summary.category_recall",
+    "summary.category_f1",
+    "summary.content_eq",
+    "summary.content_f1",
+    "summary.content_structured_tversky",
+    "summary.text_bbu",
+    "summary.notes_bbu",
+    "summary.notes_presence",
+    "summary.group_stats_presence",
+]
+VERDICT_IDS = ["verdict.format", "verdict.label", "verdict.consistency"]
+
+
+def test_every_id_is_registered_once_in_order():
+    assert reward_names() == SUMMARY_IDS + VERDICT_IDS
+    assert list(REGISTRY) == reward_names()
+
+
+@pytest.mark.parametrize("rid", SUMMARY_IDS + VERDICT_IDS)
+def test_reward_is_named_by_its_id(rid):
+    fn = get_reward(rid)
+    assert callable(fn)
+    assert fn.__name__ == rid  # ms-swift names the metric after __name__
+    assert get_reward(rid) is fn
+    spec = reward_spec(rid)
+    assert spec.id == rid and spec.lo < spec.hi and spec.doc
+    assert spec.namespace == rid.split(".")[0]
+
+
+def test_ranges():
+    ranges = {rid: (reward_spec(rid).lo, reward_spec(rid).hi) for rid in reward_names()}
+    assert ranges["summary.format"] == (0.0, 1.0)
+    assert ranges["summary.header"] == (-1.0, 1.0)
+    for rid in ("summary.strict", "summary.parse", "summary.no_dup_keys"):
+        assert ranges[rid] == (-1.0, 0.0)
+    for rid in ("summary.text_bbu", "summary.notes_bbu", "verdict.consistency"):
+        assert ranges[rid] == (-1.0, 1.0)
+    assert ranges["verdict.format"] == ranges["verdict.label"] == (0.0, 1.0)
+
+
+def test_unknown_id_lists_the_known_ids():
+    with pytest.raises(KeyError) as info:
+        get_reward("summary.nope")
+    message = str(info.value)
+    assert "summary.nope" in message
+    for rid in reward_names():
+        assert rid in message
+    assert isinstance(info.value, RewardIdError)
+    assert not isinstance(info.value, LegacyRewardIdError)
+
+
+def test_close_misspelling_gets_a_hint():
+    assert "did you mean 'summary.format'" in reward_id_problem("summary.fromat")
+
+
+@pytest.mark.parametrize(
+    "legacy, new",
+    [
+        ("summary_format", "summary.format"),
+        ("summary_header", "summary.header"),
+        ("summary_strict", "summary.strict"),
+        ("summary_parse", "summary.parse"),
+        ("summary_content", "summary.content_eq"),
+        ("summary_objects_total_lb", "summary.objects_total_lb"),
+        ("summary_content_structured_tversky", "summary.content_structured_tversky"),
+        ("verdict_format", "verdict.format"),
+        ("verdict_label", "verdict.label"),
+        ("verdict_consistency", "verdict.consistency"),
+    ],
+)
+def test_legacy_ids_are_errors_naming_the_new_id(legacy, new):
+    assert LEGACY_IDS[legacy] == new
+    with pytest.raises(LegacyRewardIdError) as info:
+        get_reward(legacy)
+    assert isinstance(info.value, KeyError)
+    assert repr(new) in str(info.value) and repr(legacy) in str(info.value)
+    assert reward_id_problem(legacy) == str(info.value)
+
+
+def test_every_id_has_its_underscore_legacy_form():
+    for rid in reward_names():
+        assert LEGACY_IDS[rid.replace(".", "_", 1)] == rid
+    assert not set(LEGACY_IDS) & set(REGISTRY)
+    assert set(LEGACY_IDS.values()) <= set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", [None, 3, ["summary.format"], "", "Summary.Format"])
+def test_reward_id_problem_never_raises(name):
+    problem = reward_id_problem(name)
+    assert isinstance(problem, str) and "known ids" in problem
+    with pytest.raises(KeyError):
+        get_reward(name)
+
+
+def test_reward_id_problem_is_none_for_known_ids():
+    assert all(reward_id_problem(rid) is None for rid in reward_names())
+
+
+def test_reward_sets():
+    assert REWARD_SETS["summary_full"] == {
+        "summary.format": 1.0,
+        "summary.header": 2.0,
+        "summary.strict": 2.0,
+        "summary.parse": 1.5,
+        "summary.no_dup_keys": 2.0,
+        "summary.dataset": 0.5,
+        "summary.objects_total_lb": 1.0,
+        "summary.category_recall": 0.5,
+        "summary.content_structured_tversky": 1.8,
+        "summary.text_bbu": 0.8,
+        "summary.notes_bbu": 0.3,
+        "summary.group_stats_presence": 0.2,
+    }
+    assert list(REWARD_SETS["summary_full"])[0] == "summary.format"  # REWARDS.md order
+    assert list(REWARD_SETS["summary_full"])[-1] == "summary.group_stats_presence"
+    core = REWARD_SETS["summary_core"]
+    assert list(core) == [
+        "summary.format",
+        "summary.header",
+        "summary.strict",
+        "summary.parse",
+        "summary.dataset",
+        "summary.objects_total_lb",
+        "summary.category_recall",
+        "summary.content_structured_tversky",
+    ]
+    assert all(core[rid] == REWARD_SETS["summary_full"][rid] for rid in core)
+    assert REWARD_SETS["verdict"] == {"verdict.format": 1.0, "verdict.label": 2.0, "verdict.consistency": 0.5}
+    for name, stack in REWARD_SETS.items():
+        namespace = "verdict" if name == "verdict" else "summary"
+        for rid, weight in stack.items():
+            assert rid in REGISTRY and rid.startswith(namespace + ".")
+            assert math.isfinite(weight)
+
+
+def test_reward_set_returns_a_copy():
+    stack = reward_set("summary_full")
+    stack["summary.format"] = 99.0
+    assert REWARD_SETS["summary_full"]["summary.format"] == 1.0
+    with pytest.raises(KeyError, match="summary_full"):
+        reward_set("nope")
+
+
+def test_public_api():
+    for name in rewards.__all__:
+        assert hasattr(rewards, name), name
+
+
+def test_import_needs_no_heavy_libraries():
+    code = (
+        "import sys, bbuqc.rewards as r; "
+        "r.get_reward('summary.format')(['x'], metadata=[{}]); "
+        "r.get_reward('verdict.label')(['通过'], group_label=['通过']); "
+        "heavy = [m for m in ('torch', 'transformers', 'swift', 'numpy') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
