@@ -14,7 +14,6 @@ import hydra
 from omegaconf import DictConfig
 
 import bbuqc.config.store  # noqa: F401  (registers the schema and the mission group)
-from bbuqc.config.validate import validate
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -24,6 +23,8 @@ def entry_point(runner: str) -> Callable[[], None]:
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def main(cfg: DictConfig) -> None:
+        from bbuqc.config.validate import validate
+
         # Single runs were validated by the on_run_start callback; sweep jobs are checked
         # here so a bad job fails alone and is recorded with the rest of the sweep.
         validate(cfg)

@@ -34,7 +34,7 @@ def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str) -> Iterator[Any]:
 
     Yields the run, or None with `logger=none`.
     """
-    if cfg.logger.backend != "wandb":
+    if cfg.logger.backend != "wandb" or int(os.environ.get("RANK", "0")) != 0:
         yield None
         return
     import wandb

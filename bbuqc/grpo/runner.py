@@ -17,11 +17,13 @@ from bbuqc.offline import use_offline_defaults
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict | None:
     use_offline_defaults()
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.compute.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch_distributed(cfg, run_dir)
     from bbuqc.tracking import wandb_run
 
     with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}") as wb:
@@ -64,3 +66,19 @@ def train(cfg: DictConfig, run_dir: Path, wandb=None) -> dict:
             return super().train(trainer)
 
     return Pipeline(args).main()
+
+
+def _launch_distributed(cfg: DictConfig, run_dir: Path) -> None:
+    """Multi-GPU: the same job under torchrun, one process per GPU, sharing this run folder."""
+    import subprocess
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.compute.nproc_per_node}",
+        "-m", "bbuqc.train", *overrides, f"hydra.run.dir={run_dir}",
+    ]
+    log.info("launching %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)

@@ -1,0 +1,41 @@
+"""`python -m bbuqc.train --cfg job` against a minimal one-file Hydra app doing the same.
+
+Whole-process wall time, median of several runs, side by side. Goal: ratio <= 1.5.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from common import REPO, median_wall, write_result
+
+MINIMAL_APP = '''
+import hydra
+from omegaconf import OmegaConf
+
+@hydra.main(config_path=".", config_name="config", version_base="1.3")
+def main(cfg):
+    pass
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def main(runs: int = 7) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "app.py"
+        app.write_text(MINIMAL_APP)
+        (Path(tmp) / "config.yaml").write_text("lora:\n  last_k: 2\ntrain:\n  max_steps: 4\n")
+        baseline = median_wall([sys.executable, str(app), "--cfg", "job"], runs, cwd=Path(tmp))
+    ours = median_wall([sys.executable, "-m", "bbuqc.train", "reward=summary_full", "lora.last_k=4", "--cfg", "job"], runs, cwd=REPO)
+    write_result("config", {
+        "bbuqc_cfg_job_s": round(ours, 4), "minimal_hydra_app_s": round(baseline, 4),
+        "ratio": round(ours / baseline, 3), "goal": 1.5, "runs": runs,
+    })
+
+
+if __name__ == "__main__":
+    main()
