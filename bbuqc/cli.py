@@ -7,13 +7,17 @@ errors never pay for torch, transformers or ms-swift.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import bbuqc.config.store  # noqa: F401  (registers the schema and the mission group)
+from bbuqc.errors import InputError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -25,10 +29,17 @@ def entry_point(runner: str) -> Callable[[], None]:
     def main(cfg: DictConfig) -> None:
         from bbuqc.config.validate import validate
 
-        # Single runs were validated by the on_run_start callback; sweep jobs are checked
-        # here so a bad job fails alone and is recorded with the rest of the sweep.
-        validate(cfg)
-        module, func = runner.split(":")
-        return getattr(importlib.import_module(module), func)(cfg)
+        try:
+            # Single runs were validated by the on_run_start callback; sweep jobs are checked
+            # here so a bad job fails alone and is recorded with the rest of the sweep.
+            validate(cfg)
+            module, func = runner.split(":")
+            return getattr(importlib.import_module(module), func)(cfg)
+        except InputError as err:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise  # the sweep records it and goes on with the other jobs
+            for line in str(err).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
 
     return main

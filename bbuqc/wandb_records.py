@@ -55,8 +55,11 @@ def records(path: str | Path) -> Iterator[Any]:
 
 
 def read_run(path: str | Path) -> dict[str, Any]:
-    """{"name", "group", "job_type", "config", "history": [{metric: value}, ...]} of one run file."""
-    run: dict[str, Any] = {"name": None, "group": None, "job_type": None, "config": {}, "history": []}
+    """name, group, job_type, config, history ([{metric: value}] per step), summary and
+    exit_code (None while the run was never finished) of one run file."""
+    run: dict[str, Any] = {
+        "name": None, "group": None, "job_type": None, "config": {}, "history": [], "summary": {}, "exit_code": None,
+    }
     for record in records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -67,6 +70,10 @@ def read_run(path: str | Path) -> dict[str, Any]:
             run["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
         elif kind == "history":
             run["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            run["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update})
+        elif kind == "exit":
+            run["exit_code"] = record.exit.exit_code
     return run
 
 

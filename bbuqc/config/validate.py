@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bbuqc.errors import InputError
 from bbuqc.rewards import reward_id_problem
 
 CHOICES = {
@@ -29,7 +30,7 @@ CHOICES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config that cannot run; str() is one line per problem."""
 
     def __init__(self, problems: list[str]):
@@ -225,6 +226,11 @@ def _check_infer(cfg: DictConfig) -> list[str]:
     for key in ("infer.temperature", "evaluate.temperature"):
         if _get(cfg, key) < 0:
             out.append(f"{key}={_get(cfg, key)}: expected a number >= 0")
+    adapter = cfg.evaluate.adapter
+    if adapter and Path(adapter).is_dir() and not (Path(adapter) / "adapter_config.json").is_file():
+        out.append(f"evaluate.adapter={adapter}: no adapter_config.json (expected a LoRA checkpoint-N folder)")
+    if cfg.evaluate.output_dir and Path(cfg.evaluate.output_dir).is_file():
+        out.append(f"evaluate.output_dir={cfg.evaluate.output_dir}: is a file, expected a folder")
     return out
 
 

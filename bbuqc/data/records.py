@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bbuqc.errors import InputError
 from bbuqc.prompts.summary import IRRELEVANT, strip_special_tokens
 
 LABEL_DIRS = {"审核通过": "pass", "审核不通过": "fail"}
@@ -28,7 +29,7 @@ FIELDS = ("group_id", "mission", "label", "images", "per_image")
 _HEADER_RE = re.compile(r"^<DOMAIN=[^>]*>\s*,\s*<TASK=[^>]*>")
 
 
-class StageAFormatError(ValueError):
+class StageAFormatError(InputError):
     """A Stage-A record or file that breaks the format; the message is one line."""
 
 

@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from bbuqc.errors import InputError
 from bbuqc.missions import MISSIONS_BY_NAME, Mission
 from bbuqc.prompts.summary import IRRELEVANT, reference_output, resolve_mission, summary_messages
 from bbuqc.prompts.verdict import verdict_messages, verdict_solution
@@ -33,7 +34,7 @@ from .records import StageAFormatError, StageARecord, iter_stage_a_jsonl
 SUMMARY_FIELDS = ("messages", "images", "metadata", "solution", "mission")
 
 
-class RowFormatError(ValueError):
+class RowFormatError(InputError):
     """A summary-row source that breaks the format; the message names file:line and field."""
 
 

@@ -25,8 +25,8 @@ def source_dataset(cfg: DictConfig):
 def prepare_datasets(cfg: DictConfig, out_dir: Path) -> tuple[Path, Path | None]:
     from bbuqc.data.rows import sft_messages
 
+    ds = source_dataset(cfg)  # reads and checks every input before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    ds = source_dataset(cfg)
     train = out_dir / "train.jsonl"
     ds.to_json(str(train), force_ascii=False, lines=True)
     if not cfg.chord.enabled:

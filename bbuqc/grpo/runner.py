@@ -8,6 +8,7 @@ run and attaches bbuqc's callbacks.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -24,20 +25,17 @@ def run(cfg: DictConfig) -> dict | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.compute.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         return _launch_distributed(cfg, run_dir)
+    # Bad data fails here, before a W&B run or a checkpoint exists.
+    inputs = prepare(cfg, run_dir)
     from bbuqc.tracking import wandb_run
 
     with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}") as wb:
-        result = train(cfg, run_dir, wandb=wb)
-    return result
+        return train(cfg, inputs, wandb=wb)
 
 
-def train(cfg: DictConfig, run_dir: Path, wandb=None) -> dict:
-    from swift import RLHFArguments
-    from swift.pipelines.train.rlhf import SwiftRLHF
-
+def prepare(cfg: DictConfig, run_dir: Path):
     from bbuqc.config.validate import reward_weights
-    from bbuqc.grpo.args import RunInputs, rlhf_kwargs
-    from bbuqc.grpo.callbacks import bbuqc_callbacks
+    from bbuqc.grpo.args import RunInputs
     from bbuqc.grpo.data import prepare_datasets
     from bbuqc.grpo.lora import last_k_target_regex, linear_module_names
     from bbuqc.grpo.rewards import register_rewards
@@ -48,7 +46,7 @@ def train(cfg: DictConfig, run_dir: Path, wandb=None) -> dict:
     log.info("LoRA on the last %d LLM blocks: %d Linear modules", cfg.lora.last_k, len(targets))
     dataset, sft_dataset = prepare_datasets(cfg, run_dir / "data")
     register_rewards(list(reward_weights(cfg)))
-    inputs = RunInputs(
+    return RunInputs(
         run_dir=run_dir,
         model_dir=model.path,
         model_type=model.model_type,
@@ -57,7 +55,14 @@ def train(cfg: DictConfig, run_dir: Path, wandb=None) -> dict:
         lora_regex=regex,
         chord_sft_dataset=sft_dataset,
     )
-    args = RLHFArguments(**rlhf_kwargs(cfg, inputs))
+
+
+def train(cfg: DictConfig, inputs, wandb=None) -> dict:
+    from swift import RLHFArguments
+    from swift.pipelines.train.rlhf import SwiftRLHF
+
+    from bbuqc.grpo.args import rlhf_kwargs
+    from bbuqc.grpo.callbacks import bbuqc_callbacks
 
     class Pipeline(SwiftRLHF):
         def train(self, trainer):
@@ -65,7 +70,7 @@ def train(cfg: DictConfig, run_dir: Path, wandb=None) -> dict:
                 trainer.add_callback(callback)
             return super().train(trainer)
 
-    return Pipeline(args).main()
+    return Pipeline(RLHFArguments(**rlhf_kwargs(cfg, inputs))).main()
 
 
 def _launch_distributed(cfg: DictConfig, run_dir: Path) -> None:

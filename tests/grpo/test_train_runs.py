@@ -113,3 +113,36 @@ def test_chord_run_logs_mu_every_step(session_cache, tmp_path):
     sft = [json.loads(line) for line in (run_dir / "data" / "chord_sft.jsonl").read_text().splitlines()]
     assert sft and all(row["messages"][-1]["role"] == "assistant" for row in sft)
     assert (run_dir / "checkpoint-3").is_dir()
+
+
+def test_bad_stage_a_line_fails_before_anything_is_written(session_cache, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"group_id": "g1", "mission": "挡风板安装检查", "label": "pass"\n')
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bbuqc.train", "task=verdict", "reward=verdict", f"data.stage_a_jsonl=[{bad}]",
+         f"hydra.run.dir={run_dir}"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad}:1:")
+    # only what Hydra itself writes: no data, no W&B run, no checkpoint
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "cli.log"]
+
+
+def test_wandb_run_is_finished_when_training_fails(session_cache, tmp_path):
+    from bbuqc.models.tiny import ensure_tiny_model
+
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    for f in ensure_tiny_model("text").iterdir():
+        (broken / f.name).write_bytes(f.read_bytes()[:100] if f.suffix == ".safetensors" else f.read_bytes())
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bbuqc.train", "task=verdict", "reward=verdict", f"model.path={broken}",
+         "model.model_type=qwen2", "model.template=qwen", f"hydra.run.dir={run_dir}"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    assert proc.returncode != 0
+    (wandb_file,) = find_run_files(run_dir)
+    assert read_run(wandb_file)["exit_code"] == 1
