@@ -34,7 +34,6 @@ class ModelConfig:
 @dataclass
 class TaskConfig:
     name: str = MISSING  # summary | verdict; also the reward namespace it trains with
-    system_prompt: str | None = None  # null: the mission's built-in prompt
 
 
 @dataclass
@@ -124,6 +123,8 @@ class InferConfig:
 @dataclass
 class EvaluateConfig:
     adapter: str | None = None
+    output_dir: str | None = None  # null: the Hydra run folder; an existing one resumes
+    seed: int = 0  # torch seed for sampling (evaluate.temperature > 0)
     samples_per_group: int = 1
     batch_size: int = 8
     max_new_tokens: int = 96

@@ -1,0 +1,184 @@
+"""Stage-B answers: a ``VerdictModel`` turns verdict prompts into raw answer texts.
+
+``HFVerdictModel`` is the real one: the base model (``model=...``, tiny -> the tiny text
+Qwen2) plus an optional LoRA checkpoint (``evaluate.adapter``) merged in with PEFT,
+batched generation with left padding through the tokenizer's chat template. Tests
+use scripted doubles with the same ``answer`` method.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict]
+T = TypeVar("T")
+
+
+class VerdictModel(Protocol):
+    def answer(self, batch_of_messages: Sequence[Messages], n_samples: int) -> list[list[str]]:
+        """``n_samples`` raw answer texts for each conversation, in order."""
+        ...
+
+
+class HFVerdictModel:
+    """A transformers causal LM answering verdict prompts.
+
+    ``temperature == 0``: greedy decoding, one generation per prompt (repeated
+    ``n_samples`` times: greedy answers are identical). ``temperature > 0``:
+    sampling with ``num_return_sequences=n_samples``; top-p/top-k come from the
+    model's own ``generation_config``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int = 0,
+        chat_template: str | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        # a VL checkpoint may keep its template on the processor only
+        self.chat_template = chat_template
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self._seeded = False
+
+    def _prompts(self, batch_of_messages: Sequence[Messages]) -> list[str]:
+        return [
+            self.tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=True, chat_template=self.chat_template
+            )
+            for messages in batch_of_messages
+        ]
+
+    def _generation_config(self, n_samples: int):
+        import copy
+
+        gen = copy.deepcopy(self.model.generation_config)
+        gen.max_new_tokens = self.max_new_tokens
+        gen.pad_token_id = self.tokenizer.pad_token_id
+        if self.temperature > 0:
+            gen.do_sample = True
+            gen.temperature = self.temperature
+            gen.num_return_sequences = n_samples
+        else:
+            gen.do_sample = False
+            gen.num_return_sequences = 1
+            # sampling knobs of the checkpoint's generation_config mean nothing to greedy decoding
+            gen.temperature = gen.top_p = gen.top_k = None
+        return gen
+
+    def answer(self, batch_of_messages: Sequence[Messages], n_samples: int) -> list[list[str]]:
+        import torch
+
+        if not batch_of_messages:
+            return []
+        if not self._seeded:
+            from transformers import set_seed
+
+            set_seed(self.seed)
+            self._seeded = True
+        enc = self.tokenizer(
+            self._prompts(batch_of_messages), return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.model.device)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, generation_config=self._generation_config(n_samples))
+        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        if self.temperature > 0:
+            return [texts[i * n_samples : (i + 1) * n_samples] for i in range(len(batch_of_messages))]
+        return [[text] * n_samples for text in texts]
+
+
+def _adapter_base(adapter: Path) -> str | None:
+    try:
+        return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+
+
+def load_verdict_model(cfg: DictConfig) -> HFVerdictModel:
+    """The config's Stage-B model: base (``model``) + optional LoRA (``evaluate.adapter``)."""
+    from bbuqc.models.loading import load_model_and_processor
+    from bbuqc.models.resolve import resolve_model
+
+    ev = cfg.evaluate
+    resolved = resolve_model(cfg, multimodal=False)
+    model, processor = load_model_and_processor(
+        resolved.path, multimodal=resolved.multimodal, device=cfg.compute.device, dtype=cfg.compute.precision
+    )
+    tokenizer = getattr(processor, "tokenizer", processor)  # a VL processor wraps the tokenizer
+    tokenizer.padding_side = "left"
+    if ev.adapter:
+        from peft import PeftModel
+
+        adapter = Path(ev.adapter)
+        base = _adapter_base(adapter)
+        if base and Path(base).resolve() != Path(resolved.path).resolve():
+            log.warning("evaluate.adapter=%s was trained on %s; evaluating it on %s", adapter, base, resolved.path)
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
+        model.eval()
+        log.info("LoRA adapter %s merged into %s", adapter, resolved.path)
+    if ev.samples_per_group > 1 and ev.temperature == 0:
+        log.warning(
+            "evaluate.samples_per_group=%d with evaluate.temperature=0: greedy samples are identical, "
+            "so the vote equals one answer; set evaluate.temperature > 0 to sample",
+            ev.samples_per_group,
+        )
+    template = getattr(tokenizer, "chat_template", None) or getattr(processor, "chat_template", None)
+    return HFVerdictModel(
+        model,
+        tokenizer,
+        max_new_tokens=ev.max_new_tokens,
+        temperature=ev.temperature,
+        seed=ev.seed,
+        chat_template=template,
+    )
+
+
+def iter_answers(
+    model: VerdictModel,
+    items: Sequence[T],
+    messages_of,
+    *,
+    batch_size: int,
+    n_samples: int,
+    progress: bool = True,
+    total: int | None = None,
+    initial: int = 0,
+) -> Iterator[tuple[T, list[str]]]:
+    """``(item, answers)`` for each item, generated ``batch_size`` items at a time,
+    with a tqdm bar over groups (``total``/``initial`` count groups done before)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(
+        total=total if total is not None else len(items),
+        initial=initial,
+        unit="group",
+        desc="Stage-B",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            answers = model.answer([messages_of(item) for item in batch], n_samples)
+            if len(answers) != len(batch) or any(len(a) != n_samples for a in answers):
+                raise RuntimeError(
+                    f"{type(model).__name__}.answer returned {[len(a) for a in answers]} answers "
+                    f"for {len(batch)} prompts x {n_samples} samples"
+                )
+            for item, texts in zip(batch, answers):
+                yield item, list(texts)
+            bar.update(len(batch))

@@ -1,0 +1,204 @@
+"""Stage-B metrics: pure functions of prediction records (docs/evaluate.md has the definitions).
+
+A prediction record is one group (one line of ``predictions.jsonl``); the fields read here::
+
+    {"label": "不通过", "mission": "挡风板安装检查", "mission_id": "bbu_wind",
+     "answers": ["不通过\\n理由: …", "…"], "rewards": {"verdict.format": [1.0, 0.0], …}}
+
+Votes and the group verdict are recomputed from the raw ``answers`` (the same
+:func:`vote` wrote them), so ``metrics.json`` can always be rebuilt from
+``predictions.jsonl`` alone. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bbuqc.missions import MISSIONS, MISSIONS_BY_NAME
+from bbuqc.prompts.verdict import FAIL, PASS, parse_verdict
+
+INVALID = "invalid"
+HUMAN_LABELS = (PASS, FAIL)
+MODEL_VERDICTS = (PASS, FAIL, INVALID)
+#: The business constraint: among groups a human failed, the model may pass fewer than 5%.
+FALSE_PASS_LIMIT = 0.05
+
+# Outcome of one group, worst first (the report's "worst examples" order).
+FALSE_PASS = "false_pass"  # human 不通过, model 通过
+FALSE_FAIL = "false_fail"  # human 通过, model 不通过 or invalid
+INVALID_ON_FAIL = "invalid"  # human 不通过, model invalid: right for the business, still no answer
+CORRECT = "correct"
+OUTCOMES = (FALSE_PASS, FALSE_FAIL, INVALID_ON_FAIL, CORRECT)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The majority vote over one group's answers."""
+
+    votes: dict[str, int]  # {通过: n, 不通过: n, invalid: n}
+    verdict: str  # 通过 | 不通过 | invalid
+    reason: str | None  # the reason of the first answer that gave `verdict`; None if none did
+    tie: bool  # the top count was shared (the verdict is then 不通过)
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict != INVALID
+
+
+def vote(answers: Sequence[str]) -> Vote:
+    """Plurality over the answers' outcomes (通过, 不通过, invalid); a tie for the top is 不通过.
+
+    An answer is invalid when :func:`bbuqc.prompts.verdict.parse_verdict` rejects it.
+    With one answer the verdict is that answer's outcome.
+    """
+    if not answers:
+        raise ValueError("vote: a group needs at least one answer")
+    counts = dict.fromkeys(MODEL_VERDICTS, 0)
+    parsed = [parse_verdict(a) for a in answers]
+    for verdict, _ in parsed:
+        counts[verdict or INVALID] += 1
+    top = max(counts.values())
+    leaders = [k for k in MODEL_VERDICTS if counts[k] == top]
+    tie = len(leaders) > 1
+    verdict = FAIL if tie else leaders[0]
+    reason = next((r for v, r in parsed if v == verdict), None)
+    return Vote(counts, verdict, reason, tie)
+
+
+def business_verdict(verdict: str) -> str:
+    """What the business acts on: only 通过 passes; 不通过 and invalid both fail."""
+    return PASS if verdict == PASS else FAIL
+
+
+def outcome(label: str, verdict: str) -> str:
+    if label == FAIL and verdict == PASS:
+        return FALSE_PASS
+    if label == PASS and verdict != PASS:
+        return FALSE_FAIL
+    if verdict == INVALID:
+        return INVALID_ON_FAIL
+    return CORRECT
+
+
+def verdict_reward_ids() -> list[str]:
+    from bbuqc.rewards import reward_names
+
+    return [rid for rid in reward_names() if rid.startswith("verdict.")]
+
+
+def score_answers(answers: Sequence[str], group_label: str, summaries: str | dict) -> dict[str, list[float]]:
+    """Every ``verdict.*`` reward of each answer, called exactly as GRPO training calls them."""
+    from bbuqc.rewards import get_reward
+
+    n = len(answers)
+    return {
+        rid: [float(v) for v in get_reward(rid)(list(answers), group_label=[group_label] * n, summaries=[summaries] * n)]
+        for rid in verdict_reward_ids()
+    }
+
+
+def rate(k: int, n: int) -> float | None:
+    """k / n, or None when there is nothing to divide by."""
+    return k / n if n else None
+
+
+def _check(record: dict, i: int) -> None:
+    label = record.get("label")
+    if label not in HUMAN_LABELS:
+        raise ValueError(f"prediction {i} ({record.get('group_id')}): label must be 通过 or 不通过, got {label!r}")
+    answers = record.get("answers")
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        raise ValueError(f"prediction {i} ({record.get('group_id')}): answers must be a non-empty list of strings")
+
+
+def group_stats(records: Iterable[dict]) -> dict:
+    """The metrics of a set of groups (overall, or one mission's)."""
+    confusion = {h: dict.fromkeys(MODEL_VERDICTS, 0) for h in HUMAN_LABELS}
+    n = n_answers = invalid_answers = ties = 0
+    reward_sums: dict[str, float] = {}
+    reward_counts: dict[str, int] = {}
+    for record in records:
+        v = vote(record["answers"])
+        n += 1
+        n_answers += len(record["answers"])
+        invalid_answers += v.votes[INVALID]
+        ties += v.tie
+        confusion[record["label"]][v.verdict] += 1
+        for rid, values in (record.get("rewards") or {}).items():
+            reward_sums[rid] = reward_sums.get(rid, 0.0) + sum(values)
+            reward_counts[rid] = reward_counts.get(rid, 0) + len(values)
+    human_pass = sum(confusion[PASS].values())
+    human_fail = sum(confusion[FAIL].values())
+    correct = confusion[PASS][PASS] + confusion[FAIL][FAIL]
+    false_pass = confusion[FAIL][PASS]
+    false_fail = confusion[PASS][FAIL] + confusion[PASS][INVALID]
+    invalid_groups = confusion[PASS][INVALID] + confusion[FAIL][INVALID]
+    false_pass_rate = rate(false_pass, human_fail)
+    return {
+        "n": n,
+        "n_answers": n_answers,
+        "human_pass": human_pass,
+        "human_fail": human_fail,
+        "correct": correct,
+        "accuracy": rate(correct, n),
+        "false_pass": false_pass,
+        "false_pass_rate": false_pass_rate,
+        "false_pass_ok": None if false_pass_rate is None else false_pass_rate < FALSE_PASS_LIMIT,
+        "false_fail": false_fail,
+        "false_fail_rate": rate(false_fail, human_pass),
+        "invalid_answers": invalid_answers,
+        "invalid_rate": rate(invalid_answers, n_answers),
+        "invalid_groups": invalid_groups,
+        "invalid_group_rate": rate(invalid_groups, n),
+        "ties": ties,
+        "confusion": confusion,
+        "rewards": {rid: reward_sums[rid] / reward_counts[rid] for rid in reward_sums if reward_counts[rid]},
+    }
+
+
+def mission_key(record: dict) -> str:
+    """The mission id of a record (its Chinese name when the catalogue does not know it)."""
+    mid = record.get("mission_id")
+    if mid:
+        return mid
+    m = MISSIONS_BY_NAME.get(record.get("mission", ""))
+    return m.id if m else str(record.get("mission"))
+
+
+def compute_metrics(records: Sequence[dict]) -> dict:
+    """``{"overall": stats, "per_mission": {mission id: stats + mission name}, "false_pass_limit"}``."""
+    records = list(records)
+    for i, record in enumerate(records):
+        _check(record, i)
+    by_mission: dict[str, list[dict]] = {}
+    for record in records:
+        by_mission.setdefault(mission_key(record), []).append(record)
+    order = {mid: i for i, mid in enumerate(MISSIONS)}
+    per_mission = {}
+    for mid in sorted(by_mission, key=lambda k: (order.get(k, len(order)), k)):
+        group = by_mission[mid]
+        per_mission[mid] = {"mission": group[0].get("mission"), **group_stats(group)}
+    return {
+        "false_pass_limit": FALSE_PASS_LIMIT,
+        "overall": group_stats(records),
+        "per_mission": per_mission,
+    }
+
+
+def worst_examples(records: Sequence[dict], limit: int = 20) -> list[tuple[str, dict, Vote]]:
+    """``(outcome, record, vote)`` of the wrong or unanswered groups, worst first.
+
+    Order: false passes, false fails, invalid verdicts on human-不通过 groups; inside
+    one kind, the more answers that were wrong, the earlier; then file order.
+    """
+    found = []
+    for i, record in enumerate(records):
+        v = vote(record["answers"])
+        kind = outcome(record["label"], v.verdict)
+        if kind == CORRECT:
+            continue
+        wrong = sum(n for verdict, n in v.votes.items() if verdict != record["label"])
+        found.append((OUTCOMES.index(kind), -wrong / len(record["answers"]), i, kind, record, v))
+    found.sort(key=lambda t: t[:3])
+    return [(kind, record, v) for *_, kind, record, v in found[:limit]]
