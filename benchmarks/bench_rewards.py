@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bbuqc.rewards import REWARD_SETS, clear_caches, get_reward  # noqa: E402
+from bbuqc.config.reward_sets import reward_set  # noqa: E402
+from bbuqc.rewards import clear_caches, get_reward  # noqa: E402
 
 GOAL = 3.0
 # CPU time of this process: on a shared machine, wall time mostly measures
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     completions, metadata = make_batch(args.n)
-    rewards = [get_reward(rid) for rid in REWARD_SETS["summary_full"]]
+    rewards = [get_reward(rid) for rid in reward_set("summary_full")]
     run_stack(rewards, completions, metadata)  # warm up imports and regexes
     stack, baseline = [], []
     for repeat in range(args.repeats):

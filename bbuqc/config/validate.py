@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bbuqc.config.reward_sets import flatten_weights
 from bbuqc.errors import InputError
 from bbuqc.rewards import reward_id_problem
 
@@ -53,16 +54,8 @@ def _check_choices(cfg: DictConfig) -> list[str]:
 
 
 def reward_weights(cfg: DictConfig) -> dict[str, Any]:
-    """Flatten reward.weights {namespace: {name: w}} to {"namespace.name": w}, in order."""
-    flat: dict[str, Any] = {}
-    weights = OmegaConf.to_container(cfg.reward.weights, resolve=True) or {}
-    for namespace, entries in weights.items():
-        if isinstance(entries, dict):
-            for name, weight in entries.items():
-                flat[f"{namespace}.{name}"] = weight
-        else:  # e.g. +reward.weights.summary_format=1: a legacy flat id
-            flat[namespace] = entries
-    return flat
+    """The config's reward ids and weights, flattened to {"namespace.name": w}, in order."""
+    return flatten_weights(OmegaConf.to_container(cfg.reward.weights, resolve=True) or {})
 
 
 def _check_rewards(cfg: DictConfig) -> list[str]:

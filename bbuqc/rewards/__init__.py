@@ -8,7 +8,6 @@ from . import verdict as _verdict
 from .registry import (
     LEGACY_IDS,
     REGISTRY,
-    REWARD_SETS,
     LegacyRewardIdError,
     RewardFunction,
     RewardIdError,
@@ -16,7 +15,6 @@ from .registry import (
     get_reward,
     reward_id_problem,
     reward_names,
-    reward_set,
     reward_spec,
 )
 from .summary import context as _summary_context
@@ -31,7 +29,6 @@ def clear_caches() -> None:
 __all__ = [
     "LEGACY_IDS",
     "REGISTRY",
-    "REWARD_SETS",
     "LegacyRewardIdError",
     "RewardFunction",
     "RewardIdError",
@@ -40,6 +37,5 @@ __all__ = [
     "get_reward",
     "reward_id_problem",
     "reward_names",
-    "reward_set",
     "reward_spec",
 ]

@@ -135,43 +135,6 @@ LEGACY_IDS: dict[str, str] = {
     "verdict_reason": "verdict.consistency",
 }
 
-# The stacks the configs use: ordered id -> weight.
-REWARD_SETS: dict[str, dict[str, float]] = {
-    "summary_full": {
-        "summary.format": 1.0,
-        "summary.header": 2.0,
-        "summary.strict": 2.0,
-        "summary.parse": 1.5,
-        "summary.no_dup_keys": 2.0,
-        "summary.dataset": 0.5,
-        "summary.objects_total_lb": 1.0,
-        "summary.category_recall": 0.5,
-        "summary.content_structured_tversky": 1.8,
-        "summary.text_bbu": 0.8,
-        "summary.notes_bbu": 0.3,
-        "summary.group_stats_presence": 0.2,
-    },
-    # summary_full minus the duplicate-key penalty and the domain-specific
-    # text, notes and group terms: format, counting and structural content,
-    # with the same weights. A lighter stack for early runs and ablations.
-    "summary_core": {
-        "summary.format": 1.0,
-        "summary.header": 2.0,
-        "summary.strict": 2.0,
-        "summary.parse": 1.5,
-        "summary.dataset": 0.5,
-        "summary.objects_total_lb": 1.0,
-        "summary.category_recall": 0.5,
-        "summary.content_structured_tversky": 1.8,
-    },
-    "verdict": {
-        "verdict.format": 1.0,
-        "verdict.label": 2.0,
-        "verdict.consistency": 0.5,
-    },
-}
-
-
 class RewardIdError(KeyError):
     """An id that is not in the registry; the message lists the known ids."""
 
@@ -217,22 +180,3 @@ def get_reward(name: str) -> RewardFunction:
 
 def reward_spec(name: str) -> RewardSpec:
     return get_reward(name).spec
-
-
-def reward_set(name: str) -> dict[str, float]:
-    """A copy of a named stack (ordered id -> weight)."""
-    try:
-        return dict(REWARD_SETS[name])
-    except KeyError:
-        raise KeyError(f"unknown reward set {name!r}; known sets: {', '.join(REWARD_SETS)}") from None
-
-
-def _check_sets() -> None:
-    # A typo in a set would otherwise surface only when a config used it.
-    for set_name, stack in REWARD_SETS.items():
-        for rid, weight in stack.items():
-            if rid not in REGISTRY or not math.isfinite(weight):
-                raise RuntimeError(f"reward set {set_name!r}: bad entry {rid!r}: {weight!r}")
-
-
-_check_sets()

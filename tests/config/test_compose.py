@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ from omegaconf import OmegaConf
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.cli import CONF_DIR
+from bbuqc.config.reward_sets import reward_set, reward_set_names
 from bbuqc.config.validate import problems
 from bbuqc.missions import MISSIONS
+from bbuqc.rewards import reward_id_problem
 
 REPO = Path(__file__).resolve().parents[2]
 GROUPS = ["model", "task", "reward", "chord", "compute", "logger"]
@@ -73,8 +76,6 @@ def test_weights_are_nested_by_namespace():
 
 
 def test_summary_full_matches_the_contract():
-    from bbuqc.rewards import REWARD_SETS
-
     cfg = _compose(["reward=summary_full"])
     weights = {f"summary.{k}": v for k, v in cfg.reward.weights.summary.items()}
     assert weights == {
@@ -83,10 +84,21 @@ def test_summary_full_matches_the_contract():
         "summary.category_recall": 0.5, "summary.content_structured_tversky": 1.8, "summary.text_bbu": 0.8,
         "summary.notes_bbu": 0.3, "summary.group_stats_presence": 0.2,
     }
-    for name in ("summary_full", "summary_core", "verdict"):
-        cfg = _compose([f"reward={name}", f"task={'verdict' if name == 'verdict' else 'summary'}"])
-        flat = {f"{ns}.{k}": v for ns, e in cfg.reward.weights.items() for k, v in e.items()}
-        assert flat == dict(REWARD_SETS[name]), name
+    assert list(weights) == list(reward_set("summary_full"))  # REWARDS.md order
+
+
+def test_reward_sets_are_the_conf_files():
+    assert set(reward_set_names()) >= {"summary_full", "summary_core", "verdict"}
+    core, full = reward_set("summary_core"), reward_set("summary_full")
+    assert list(core) == [rid for rid in full if rid in core] and all(core[r] == full[r] for r in core)
+    assert reward_set("verdict") == {"verdict.format": 1.0, "verdict.label": 2.0, "verdict.consistency": 0.5}
+    for name in reward_set_names():
+        namespace = "verdict" if name == "verdict" else "summary"
+        for rid, weight in reward_set(name).items():
+            assert reward_id_problem(rid) is None and rid.startswith(namespace + ".")
+            assert isinstance(weight, float) and math.isfinite(weight)
+    with pytest.raises(KeyError, match="summary_full"):
+        reward_set("nope")
 
 
 def test_cfg_job_prints_the_composed_tree_without_heavy_imports():

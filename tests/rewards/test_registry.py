@@ -1,6 +1,5 @@
 """The registry: ids, names, errors, specs and the reward sets."""
 
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +10,11 @@ import bbuqc.rewards as rewards
 from bbuqc.rewards import (
     LEGACY_IDS,
     REGISTRY,
-    REWARD_SETS,
     LegacyRewardIdError,
     RewardIdError,
     get_reward,
     reward_id_problem,
     reward_names,
-    reward_set,
     reward_spec,
 )
 
@@ -128,51 +125,6 @@ def test_reward_id_problem_never_raises(name):
 
 def test_reward_id_problem_is_none_for_known_ids():
     assert all(reward_id_problem(rid) is None for rid in reward_names())
-
-
-def test_reward_sets():
-    assert REWARD_SETS["summary_full"] == {
-        "summary.format": 1.0,
-        "summary.header": 2.0,
-        "summary.strict": 2.0,
-        "summary.parse": 1.5,
-        "summary.no_dup_keys": 2.0,
-        "summary.dataset": 0.5,
-        "summary.objects_total_lb": 1.0,
-        "summary.category_recall": 0.5,
-        "summary.content_structured_tversky": 1.8,
-        "summary.text_bbu": 0.8,
-        "summary.notes_bbu": 0.3,
-        "summary.group_stats_presence": 0.2,
-    }
-    assert list(REWARD_SETS["summary_full"])[0] == "summary.format"  # REWARDS.md order
-    assert list(REWARD_SETS["summary_full"])[-1] == "summary.group_stats_presence"
-    core = REWARD_SETS["summary_core"]
-    assert list(core) == [
-        "summary.format",
-        "summary.header",
-        "summary.strict",
-        "summary.parse",
-        "summary.dataset",
-        "summary.objects_total_lb",
-        "summary.category_recall",
-        "summary.content_structured_tversky",
-    ]
-    assert all(core[rid] == REWARD_SETS["summary_full"][rid] for rid in core)
-    assert REWARD_SETS["verdict"] == {"verdict.format": 1.0, "verdict.label": 2.0, "verdict.consistency": 0.5}
-    for name, stack in REWARD_SETS.items():
-        namespace = "verdict" if name == "verdict" else "summary"
-        for rid, weight in stack.items():
-            assert rid in REGISTRY and rid.startswith(namespace + ".")
-            assert math.isfinite(weight)
-
-
-def test_reward_set_returns_a_copy():
-    stack = reward_set("summary_full")
-    stack["summary.format"] = 99.0
-    assert REWARD_SETS["summary_full"]["summary.format"] == 1.0
-    with pytest.raises(KeyError, match="summary_full"):
-        reward_set("nope")
 
 
 def test_public_api():

@@ -700,7 +700,7 @@ def _fresh_copies(completions, metadata):
 
 
 def test_stack_parses_each_completion_once(monkeypatch):
-    from bbuqc.rewards import REWARD_SETS
+    from bbuqc.config.reward_sets import reward_set
     from bbuqc.rewards.summary import context
 
     calls = {"strict": [], "plain": [], "facts": [], "contexts": 0}
@@ -718,7 +718,7 @@ def test_stack_parses_each_completion_once(monkeypatch):
 
     completions, metadata = _stack_batch()
     first = {}
-    for rid in REWARD_SETS["summary_full"]:
+    for rid in reward_set("summary_full"):
         fresh_completions, fresh_metadata = _fresh_copies(completions, metadata)
         first[rid] = get_reward(rid)(fresh_completions, metadata=fresh_metadata)
     assert calls["strict"] and calls["plain"] and calls["facts"]  # the counters are live
@@ -732,11 +732,11 @@ def test_stack_parses_each_completion_once(monkeypatch):
 
     # The trainer calls again with new lists of new (equal) objects: no new work.
     before = {key: (len(v) if isinstance(v, list) else v) for key, v in calls.items()}
-    for rid in REWARD_SETS["summary_full"]:
+    for rid in reward_set("summary_full"):
         fresh_completions, fresh_metadata = _fresh_copies(completions, metadata)
         assert get_reward(rid)(fresh_completions, metadata=fresh_metadata) == first[rid]
     # Reordered rows miss the whole-batch snapshot but hit the per-sample cache.
-    for rid in REWARD_SETS["summary_full"]:
+    for rid in reward_set("summary_full"):
         values = get_reward(rid)(completions[::-1], metadata=metadata[::-1])
         assert values == first[rid][::-1]
     after = {key: (len(v) if isinstance(v, list) else v) for key, v in calls.items()}
