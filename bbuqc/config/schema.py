@@ -115,7 +115,7 @@ class InferConfig:
     batch_size: int = 8
     max_new_tokens: int = 256
     temperature: float = 0.0
-    output: str | None = None  # null: <run dir>/stage_a/<mission id>.jsonl
+    output: str | None = None  # null: outputs/stage_a/<mission id>.jsonl under the working dir (stable: re-running resumes)
     num_gpus: int = 1  # >1: one data-parallel process per GPU
     progress: bool = True
 
