@@ -2,14 +2,18 @@
 
 Two kinds:
 
-* ``"vl"``   -> ``<cache>/models/tiny-qwen2-vl-v1/``: ``Qwen2VLForConditionalGeneration`` (hidden 64,
+* ``"vl"``   -> ``<cache>/models/tiny-qwen2-vl-v2/``: ``Qwen2VLForConditionalGeneration`` (hidden 64,
   4 LLM decoder layers, 2 heads / 1 kv head, vision tower depth 2 with embed dim 32, patch 14,
   spatial merge 2, temporal patch 2) + a ``Qwen2VLProcessor``.
-* ``"text"`` -> ``<cache>/models/tiny-qwen2-v1/``: ``Qwen2ForCausalLM`` (hidden 64, 4 layers) + tokenizer.
+* ``"text"`` -> ``<cache>/models/tiny-qwen2-v2/``: ``Qwen2ForCausalLM`` (hidden 64, 4 layers) + tokenizer.
 
-Both share one tokenizer laid out on Qwen's token ids (see :mod:`bbuqc.models.tokenizer` for why),
-and both have ``vocab_size`` 151936 with tied input/output embeddings (as Qwen2-VL-2B and
-Qwen2.5-0.5B/1.5B/3B do), which halves the files (~39 MB of float32 each).
+Both use the same trained BPE (see :mod:`bbuqc.models.tokenizer`), in two layouts (``TOKENIZER_LAYOUTS``):
+the VL model's tokenizer puts the special tokens at Qwen's ids and the model has ``vocab_size``
+151936, because ms-swift's Qwen VL templates and ``Qwen2VLConfig`` hard-code them; the text model's
+tokenizer is *compact* (BPE tokens, then the same special tokens right after them) and its
+``vocab_size`` is that length rounded up to a multiple of 64 (~1.9K), so generation and log-softmax
+on CPU do not pay for a 151936-wide vocabulary. Input/output embeddings are tied (as Qwen2-VL-2B and
+Qwen2.5-0.5B/1.5B/3B do).
 
 They are saved with ``save_pretrained`` so that every consumer loads them through exactly the
 same ``from_pretrained`` path as a real checkpoint.
@@ -37,7 +41,9 @@ from bbuqc.paths import cache_dir
 KINDS = ("vl", "text")
 #: Folder names; bump the version suffix whenever the architecture / tokenizer / seed changes,
 #: so stale caches are never reused.
-MODEL_DIRS = {"vl": "tiny-qwen2-vl-v1", "text": "tiny-qwen2-v1"}
+MODEL_DIRS = {"vl": "tiny-qwen2-vl-v2", "text": "tiny-qwen2-v2"}
+#: Tokenizer layout of each kind (see :mod:`bbuqc.models.tokenizer`): VL needs Qwen's ids, text is compact.
+TOKENIZER_LAYOUTS = {"vl": "qwen", "text": "compact"}
 #: Written last into a finished folder; its presence means "complete".
 MARKER = "bbuqc_tiny_complete.json"
 SEED = 1234
@@ -141,11 +147,10 @@ def ensure_tiny_model(kind: str, cache: Path | str | None = None) -> Path:
 # Building (heavy imports from here on are local to the functions).
 
 
-def _text_kwargs() -> dict:
-    from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS, QWEN_VOCAB_SIZE
-
+def _text_kwargs(vocab_size: int, ids: dict[str, int]) -> dict:
+    """LLM config fields; ``ids``: special token -> id in the kind's tokenizer layout."""
     return dict(
-        vocab_size=QWEN_VOCAB_SIZE,
+        vocab_size=vocab_size,
         hidden_size=HIDDEN,
         intermediate_size=INTERMEDIATE,
         num_hidden_layers=NUM_LAYERS,
@@ -157,18 +162,20 @@ def _text_kwargs() -> dict:
         use_sliding_window=False,
         max_window_layers=NUM_LAYERS,
         tie_word_embeddings=True,
-        bos_token_id=QWEN_SPECIAL_TOKENS["<|endoftext|>"],
-        eos_token_id=QWEN_SPECIAL_TOKENS["<|im_end|>"],
-        pad_token_id=QWEN_SPECIAL_TOKENS["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
     )
 
 
-def _vl_config():
+def _vl_config(vocab_size: int, ids: dict[str, int]):
     from transformers import Qwen2VLConfig
 
-    from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS as S
-
-    text = _text_kwargs()
+    text = _text_kwargs(vocab_size, ids)
+    # Untied output layer: with random tied embeddings an untrained model's hidden state stays
+    # close to its input token's embedding, so greedy decoding repeats the prompt's last token
+    # (a newline) and Stage-A would write no summaries at all.
+    text["tie_word_embeddings"] = False
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": MROPE_SECTION}
     vision = dict(
         depth=VISION_DEPTH,
@@ -184,36 +191,34 @@ def _vl_config():
     return Qwen2VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=S["<|image_pad|>"],
-        video_token_id=S["<|video_pad|>"],
-        vision_start_token_id=S["<|vision_start|>"],
-        vision_end_token_id=S["<|vision_end|>"],
-        tie_word_embeddings=True,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
         dtype="float32",
     )
 
 
-def _text_config():
+def _text_config(vocab_size: int, ids: dict[str, int]):
     from transformers import Qwen2Config
 
-    return Qwen2Config(**_text_kwargs(), rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    return Qwen2Config(**_text_kwargs(vocab_size, ids), rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
                        dtype="float32")
 
 
-def _generation_config():
+def _generation_config(ids: dict[str, int]):
     from transformers import GenerationConfig
 
-    from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS as S
-
     # As in Qwen's instruct checkpoints: stop on <|im_end|> or <|endoftext|>.
-    return GenerationConfig(bos_token_id=S["<|endoftext|>"], eos_token_id=[S["<|im_end|>"], S["<|endoftext|>"]],
-                            pad_token_id=S["<|endoftext|>"])
+    return GenerationConfig(bos_token_id=ids["<|endoftext|>"], eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+                            pad_token_id=ids["<|endoftext|>"])
 
 
-def _save_processor(kind: str, out: Path) -> None:
+def _save_processor(kind: str, out: Path, backend) -> None:
     from bbuqc.models.tokenizer import QWEN2_VL_CHAT_TEMPLATE, save_tokenizer
 
-    tokenizer = save_tokenizer(out)
+    tokenizer = save_tokenizer(out, backend)
     if kind == "vl":
         from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
@@ -252,28 +257,45 @@ def _write_json(path: Path, obj: dict) -> None:
 
 def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     """Build the tiny model ``kind`` into ``out_dir`` (no locking, no marker). Returns build info."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}")
     import torch
+
+    from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS, build_backend_tokenizer, model_vocab_size
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    layout = TOKENIZER_LAYOUTS[kind]
+    backend = build_backend_tokenizer(layout)
+    ids = {content: backend.token_to_id(content) for content in QWEN_SPECIAL_TOKENS}
+    vocab_size = model_vocab_size(layout, backend)
+    assert max(ids.values()) < vocab_size
     if kind == "vl":
         from transformers import Qwen2VLForConditionalGeneration as cls
 
-        config = _vl_config()
-    elif kind == "text":
+        assert ids == QWEN_SPECIAL_TOKENS, "the VL model needs Qwen's special-token ids"
+        config = _vl_config(vocab_size, ids)
+    else:
         from transformers import Qwen2ForCausalLM as cls
 
-        config = _text_config()
-    else:
-        raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}")
+        config = _text_config(vocab_size, ids)
 
     # fork_rng: seed locally without disturbing the caller's RNG stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = cls(config).to(torch.float32).eval()
-    model.generation_config = _generation_config()
+    model.generation_config = _generation_config(ids)
     model.save_pretrained(str(out))
-    _save_processor(kind, out)
+    _save_processor(kind, out, backend)
     n_params = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
     return {"kind": kind, "name": MODEL_DIRS[kind], "seed": SEED, "architecture": cls.__name__,
-            "num_parameters": n_params, "num_llm_layers": NUM_LAYERS}
+            "num_parameters": n_params, "num_llm_layers": NUM_LAYERS, "tokenizer_layout": layout,
+            "num_tokens": backend.get_vocab_size(with_added_tokens=True), "vocab_size": vocab_size,
+            "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+            "corpus_sha256": _corpus_sha256()}
+
+
+def _corpus_sha256() -> str:
+    from bbuqc.models.tokenizer import corpus_sha256
+
+    return corpus_sha256()

@@ -1,32 +1,50 @@
 """A small, deterministic, Qwen-compatible tokenizer for the tiny test models.
 
 No real tokenizer exists on these machines (no model hub), so we train a
-byte-level BPE with the `tokenizers` library on a small built-in corpus of the
-domain's vocabulary.
+byte-level BPE with the `tokenizers` library on a built-in corpus: the domain's
+vocabulary plus the project's real prompt texts (every mission's summary and
+verdict prompts, synthetic summary lines and verdict answers; see :func:`corpus`),
+so that a typical verdict prompt is ~170 tokens instead of ~650.
 
-The pitfall this module exists for: ms-swift's Qwen VL templates hard-code
-Qwen's special-token ids (``Qwen2VLTemplate.image_token_id = 151655``), and
-so does ``Qwen2VLConfig`` (``image_token_id``, ``vision_start_token_id``...).
-A compact vocabulary would put ``<|image_pad|>`` at some small id and the
-template would silently look for 151655, find nothing, and the image features
-would not line up with the prompt. So the vocabulary is laid out like Qwen's:
+The same trained BPE (ids ``[0, n)``, the 256 byte symbols first) is laid out in
+two ways (``LAYOUTS``):
 
-    [0, n)              trained byte-level BPE tokens (the 256 byte symbols first)
+``"qwen"`` (the VL model). ms-swift's Qwen VL templates hard-code Qwen's
+special-token ids (``Qwen2VLTemplate.image_token_id = 151655``), and so does
+``Qwen2VLConfig`` (``image_token_id``, ``vision_start_token_id``...). A compact
+vocabulary would put ``<|image_pad|>`` at some small id and the template would
+silently look for 151655, find nothing, and the image features would not line up
+with the prompt. So this layout copies Qwen's:
+
+    [0, n)              trained byte-level BPE tokens
     [n, 151643)         filler tokens ``<fill_N>`` (in the BPE vocab but no merge
                         produces them, so encoding never emits them)
     151643 ... 151664   Qwen's special tokens at their real ids
     151665 ... 151935   no token; the model's embedding rows exist (vocab_size 151936)
+
+``"compact"`` (the text model). ms-swift's text template ``qwen`` (ChatML) works
+on token *strings* only (``<|im_start|>``, ``<|im_end|>``, ``<|endoftext|>``, and
+the stop token id comes from ``tokenizer.convert_tokens_to_ids``), so the text
+model does not need Qwen's ids, and a 151936-wide softmax would dominate every
+generation / log-softmax step on CPU:
+
+    [0, n)              trained byte-level BPE tokens
+    n ... n+21          the same special tokens, in Qwen's order (``<|endoftext|>`` = n,
+                        ``<|im_start|>`` = n+1, ``<|im_end|>`` = n+2, ...)
+    n+22 ... V-1        no token; V = n+22 rounded up to a multiple of 64 (the model's vocab_size)
 
 The pre-tokenizer, normalizer and decoder are exactly the ones
 ``transformers``' ``Qwen2Tokenizer`` rebuilds from vocab + merges when it loads a
 ``tokenizer.json``, so the raw `tokenizers` object and the loaded
 ``Qwen2Tokenizer`` encode identically.
 
-Only the `tokenizers` library is needed to build; `transformers` is imported
-lazily in :func:`save_tokenizer`.
+Only the `tokenizers` library (and the light ``bbuqc`` prompt / synthetic-data
+modules, for the corpus) is needed to build; `transformers` is imported lazily in
+:func:`save_tokenizer`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -63,8 +81,15 @@ _NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>
 FIRST_SPECIAL_ID = 151643
 #: Embedding rows of Qwen2-VL-2B / Qwen2.5 small models (ids above the last token exist but are unused).
 QWEN_VOCAB_SIZE = 151936
-#: Upper bound on the trained BPE part; the corpus saturates well below it.
-_BPE_VOCAB_LIMIT = 4000
+#: ``"qwen"``: Qwen's ids (fillers up to 151643, vocab_size 151936); ``"compact"``: specials right after the BPE.
+LAYOUTS = ("qwen", "compact")
+#: The compact layout's model ``vocab_size`` is the tokenizer length rounded up to a multiple of this.
+VOCAB_MULTIPLE = 64
+#: Upper bound on the trained BPE part. With ``min_frequency=2`` the corpus saturates at ~1.9K tokens
+#: (the pre-tokenizer regex, not this limit, bounds how far merges can go), so this is headroom only.
+_BPE_VOCAB_LIMIT = 8000
+#: Synthetic groups per mission in the corpus (verdict prompt + answer, and the summary lines).
+_CORPUS_GROUPS = 8
 
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
@@ -138,13 +163,61 @@ The model reads a picture, finds the equipment, and reports what it sees as JSON
 """
 
 
+def project_texts() -> list[str]:
+    """The project's real prompt texts, rendered as the chat template renders them (``role\\n`` +
+    content; the ``<|im_start|>``/``<|im_end|>`` specials split the text there at encode time).
+
+    For every mission: the summary system + user prompts, the summary answers of
+    ``_CORPUS_GROUPS`` synthetic groups (``<DOMAIN=..>, <TASK=SUMMARY>`` + JSON line, or
+    无关图片), and for each group the verdict system + user prompts and the reference answer
+    (``通过``/``不通过`` + ``理由: ...``). The groups come from the synthetic world's planner with
+    their own seeded stream (``random.Random("bbuqc-tokenizer:<mission>")``, not the one
+    ``synth.generate`` uses), so the same texts come out every time, with no file I/O and no
+    drawing (PIL is never imported).
+
+    Note: the corpus follows the prompt builders and the synthetic planner, so changing them
+    changes the merges; bump ``MODEL_DIRS`` in :mod:`bbuqc.models.tiny` when that matters
+    (the marker file records :func:`corpus_sha256`).
+    """
+    import random
+
+    from bbuqc.data.synth import judge_group, plan_group, summary_of
+    from bbuqc.missions import MISSIONS
+    from bbuqc.prompts.summary import reference_output, summary_system_prompt, summary_user_prompt
+    from bbuqc.prompts.verdict import FAIL, PASS, verdict_solution, verdict_system_prompt, verdict_user_prompt
+
+    texts: list[str] = []
+    for m in MISSIONS.values():
+        texts += [f"system\n{summary_system_prompt(m)}", f"user\n{summary_user_prompt(m)}"]
+        rng = random.Random(f"bbuqc-tokenizer:{m.id}")
+        for k in range(_CORPUS_GROUPS):
+            scenes, _mode = plan_group(m, rng, fail=k % 2 == 1)
+            summaries = [summary_of(scene) for scene in scenes]
+            texts += [f"assistant\n{reference_output(m.domain, s)}" for s in summaries]
+            per_image = {f"图片_{i}": s for i, s in enumerate(summaries, 1)}
+            label, reason = judge_group(m, per_image)
+            texts += [
+                f"system\n{verdict_system_prompt(m)}",
+                f"user\n{verdict_user_prompt(m, per_image)}",
+                f"assistant\n{verdict_solution(PASS if label == 'pass' else FAIL, reason)}",
+            ]
+    return texts
+
+
 def corpus() -> list[str]:
-    """The training corpus (lines). Domain text is repeated so its words win the merges."""
+    """The training corpus (texts): the built-in domain words / JSON / prose blocks (domain text
+    repeated so its words win the merges), then :func:`project_texts`. Deterministic."""
     lines: list[str] = []
     for block, repeat in ((_DOMAIN_WORDS, 8), (_JSON_LINES, 4), (_PROSE, 2)):
         block_lines = [line for line in block.strip().splitlines() if line.strip()]
         lines.extend(block_lines * repeat)
-    return lines
+    return lines + project_texts()
+
+
+def corpus_sha256(texts: list[str] | None = None) -> str:
+    """A fingerprint of the corpus (recorded in the tiny models' marker files)."""
+    texts = corpus() if texts is None else texts
+    return hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
 
 
 def _pipeline(tok: Any) -> None:
@@ -159,13 +232,19 @@ def _pipeline(tok: Any) -> None:
     tok.decoder = decoders.ByteLevel()
 
 
-def build_backend_tokenizer() -> Any:
-    """Train the BPE and lay it out on Qwen's ids. Returns a `tokenizers.Tokenizer`.
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown tokenizer layout {layout!r}; expected one of {LAYOUTS}")
+
+
+def train_bpe(texts: list[str] | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train the byte-level BPE on ``texts`` (default :func:`corpus`). Returns ``(vocab, merges)``,
+    vocab ids contiguous from 0 (the 256 byte symbols first).
 
     Deterministic: the BPE trainer breaks count ties by the pair itself, and the
     corpus is fixed, so the same vocab and merges come out every time.
     """
-    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     trained = Tokenizer(models.BPE())
     _pipeline(trained)
@@ -177,34 +256,66 @@ def build_backend_tokenizer() -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
-    trained.train_from_iterator(corpus(), trainer=trainer)
+    trained.train_from_iterator(corpus() if texts is None else texts, trainer=trainer)
     model_json = json.loads(trained.to_str())["model"]
     vocab: dict[str, int] = dict(model_json["vocab"])
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model_json["merges"]]
+    assert sorted(vocab.values()) == list(range(len(vocab))), "trained vocab ids must be contiguous"
+    return vocab, merges
+
+
+def special_token_ids(layout: str, n_trained: int) -> dict[str, int]:
+    """Where the special tokens land: Qwen's ids (``"qwen"``) or ``n_trained + k`` (``"compact"``),
+    in Qwen's order either way."""
+    _check_layout(layout)
+    ordered = sorted(QWEN_SPECIAL_TOKENS.items(), key=lambda kv: kv[1])
+    if layout == "qwen":
+        return dict(ordered)
+    return {content: n_trained + k for k, (content, _) in enumerate(ordered)}
+
+
+def build_backend_tokenizer(layout: str = "qwen") -> Any:
+    """Train the BPE and lay it out (``"qwen"`` or ``"compact"``, see the module docstring).
+    Returns a `tokenizers.Tokenizer`."""
+    from tokenizers import AddedToken, Tokenizer, models
+
+    _check_layout(layout)
+    vocab, merges = train_bpe()
     n = len(vocab)
-    assert sorted(vocab.values()) == list(range(n)), "trained vocab ids must be contiguous"
-    # Fillers: plain ASCII (each char is its own byte symbol) so they decode to readable text.
-    for i in range(n, FIRST_SPECIAL_ID):
-        vocab[f"<fill_{i}>"] = i
+    if layout == "qwen":
+        # Fillers: plain ASCII (each char is its own byte symbol) so they decode to readable text.
+        for i in range(n, FIRST_SPECIAL_ID):
+            vocab[f"<fill_{i}>"] = i
 
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None,
                                continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False,
                                byte_fallback=False))
     _pipeline(tok)
-    # Added tokens take the next free ids in order: 151643, 151644, ... == Qwen's.
-    for content, want_id in sorted(QWEN_SPECIAL_TOKENS.items(), key=lambda kv: kv[1]):
+    # Added tokens take the next free ids in order: 151643, 151644, ... (Qwen) or n, n+1, ... (compact).
+    for content, want_id in special_token_ids(layout, n).items():
         tok.add_special_tokens([AddedToken(content, special=content not in _NOT_SPECIAL, normalized=False)])
         got = tok.token_to_id(content)
-        assert got == want_id, f"{content} landed at id {got}, Qwen has {want_id}"
+        assert got == want_id, f"{content} landed at id {got}, the {layout} layout wants {want_id}"
     return tok
 
 
-def save_tokenizer(out_dir: str | Path, backend: Any | None = None) -> Any:
+def model_vocab_size(layout: str, backend: Any) -> int:
+    """The model's ``vocab_size`` (embedding rows) for a tokenizer of ``layout``: Qwen's 151936, or
+    the tokenizer's length rounded up to a multiple of ``VOCAB_MULTIPLE``."""
+    _check_layout(layout)
+    if layout == "qwen":
+        return QWEN_VOCAB_SIZE
+    n = backend.get_vocab_size(with_added_tokens=True)
+    return -(-n // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def save_tokenizer(out_dir: str | Path, backend: Any | None = None, layout: str = "qwen") -> Any:
     """Write a ``Qwen2Tokenizer``-loadable tokenizer folder (tokenizer.json, tokenizer_config.json,
-    chat_template.jinja) into ``out_dir`` and return the transformers tokenizer object."""
+    chat_template.jinja) into ``out_dir`` and return the transformers tokenizer object.
+    ``layout`` is used only when ``backend`` (from :func:`build_backend_tokenizer`) is not given."""
     from transformers import Qwen2Tokenizer
 
-    backend = backend if backend is not None else build_backend_tokenizer()
+    backend = backend if backend is not None else build_backend_tokenizer(layout)
     tokenizer = Qwen2Tokenizer(
         tokenizer_object=backend,
         eos_token=EOS_TOKEN,

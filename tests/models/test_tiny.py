@@ -1,9 +1,11 @@
-"""Tiny-model factory: build, determinism, loading, generation, chat template, ms-swift, layer counting.
+"""Tiny-model factory: build, determinism, tokenizer layouts, prompt length, loading, generation, chat
+template, ms-swift, layer counting.
 
 All on CPU, offline; the models are built once per test session into a tmp cache.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bbuqc.models import tiny  # noqa: E402  (light: no torch)
 from bbuqc.models.loading import num_llm_layers_from_config, read_num_llm_layers  # noqa: E402
-from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS, QWEN_VOCAB_SIZE  # noqa: E402
+from bbuqc.models.tokenizer import QWEN_SPECIAL_TOKENS, QWEN_VOCAB_SIZE, VOCAB_MULTIPLE  # noqa: E402
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -42,6 +44,23 @@ def text_dir(cache) -> Path:
     return tiny.ensure_tiny_model("text", cache)
 
 
+@pytest.fixture(scope="module")
+def text_tok(text_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(text_dir))
+
+
+def _compact_ids(n_bpe: int) -> dict[str, int]:
+    """The text model's special-token ids: Qwen's order, right after the ``n_bpe`` BPE tokens."""
+    ordered = sorted(QWEN_SPECIAL_TOKENS, key=QWEN_SPECIAL_TOKENS.get)
+    return {content: n_bpe + k for k, content in enumerate(ordered)}
+
+
+def _n_bpe(text_dir: Path) -> int:
+    return len(json.loads((text_dir / "tokenizer.json").read_text())["model"]["vocab"])
+
+
 def _image(h: int, w: int, seed: int = 0):
     import numpy as np
     from PIL import Image
@@ -53,19 +72,30 @@ def _image(h: int, w: int, seed: int = 0):
 
 
 def test_layout_and_marker(vl_dir, text_dir, cache):
-    assert vl_dir == cache / "models" / "tiny-qwen2-vl-v1"
-    assert text_dir == cache / "models" / "tiny-qwen2-v1"
-    for d in (vl_dir, text_dir):
+    assert vl_dir == cache / "models" / "tiny-qwen2-vl-v2"
+    assert text_dir == cache / "models" / "tiny-qwen2-v2"
+    n = _n_bpe(text_dir)
+    # (eos <|im_end|>, pad/bos <|endoftext|>, vocab_size) of each layout
+    want = {vl_dir: (151645, 151643, QWEN_VOCAB_SIZE), text_dir: (n + 2, n, -(-(n + 22) // 64) * 64)}
+    for d, (eos, pad, vocab_size) in want.items():
         for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                   "generation_config.json", "args.json", tiny.MARKER):
             assert (d / f).is_file(), f"{d.name}/{f} missing"
         gen = json.loads((d / "generation_config.json").read_text())
-        assert gen["eos_token_id"] == [151645, 151643] and gen["pad_token_id"] == 151643
+        assert gen["eos_token_id"] == [eos, pad] and gen["pad_token_id"] == pad and gen["bos_token_id"] == pad
+        cfg = json.loads((d / "config.json").read_text())
+        cfg = cfg.get("text_config", cfg)
+        assert (cfg["eos_token_id"], cfg["pad_token_id"], cfg["bos_token_id"]) == (eos, pad, pad), d.name
+        assert cfg["vocab_size"] == vocab_size, d.name
+        info = json.loads((d / tiny.MARKER).read_text())
+        assert (info["eos_token_id"], info["pad_token_id"], info["vocab_size"]) == (eos, pad, vocab_size)
         assert "<|image_pad|>" in json.loads((d / "tokenizer_config.json").read_text())["chat_template"]
+    assert json.loads((text_dir / tiny.MARKER).read_text())["tokenizer_layout"] == "compact"
+    assert json.loads((vl_dir / tiny.MARKER).read_text())["tokenizer_layout"] == "qwen"
     for f in ("processor_config.json", "preprocessor_config.json", "chat_template.json"):
         assert (vl_dir / f).is_file()
     # no temp/stale folders left next to the models
-    assert sorted(p.name for p in (cache / "models").iterdir() if p.is_dir()) == ["tiny-qwen2-v1", "tiny-qwen2-vl-v1"]
+    assert sorted(p.name for p in (cache / "models").iterdir() if p.is_dir()) == ["tiny-qwen2-v2", "tiny-qwen2-vl-v2"]
 
 
 def test_cached_call_does_not_import_torch(vl_dir, text_dir, cache):
@@ -82,7 +112,7 @@ def test_cache_env_var(monkeypatch, tmp_path, vl_dir):
 
     monkeypatch.setenv("BBUQC_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
-    assert tiny.tiny_model_dir("vl") == tmp_path / "c" / "models" / "tiny-qwen2-vl-v1"
+    assert tiny.tiny_model_dir("vl") == tmp_path / "c" / "models" / "tiny-qwen2-vl-v2"
     with pytest.raises(ValueError, match="unknown tiny model kind"):
         tiny.tiny_model_dir("audio")
 
@@ -92,8 +122,58 @@ def test_build_is_deterministic(kind, cache, tmp_path, vl_dir, text_dir):
     again = tmp_path / kind
     tiny.build_tiny_model(kind, again)
     first = tiny.tiny_model_dir(kind, cache)
-    for f in ("model.safetensors", "tokenizer.json", "config.json"):
+    for f in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json"):
         assert (again / f).read_bytes() == (first / f).read_bytes(), f"{kind}: {f} differs between builds"
+
+
+def test_tokenizer_is_deterministic_across_processes(vl_dir, text_dir):
+    """Another process with another hash seed trains the same BPE (merges) for both layouts."""
+    code = ("import hashlib; from bbuqc.models.tokenizer import build_backend_tokenizer as b; "
+            "print(*(hashlib.sha256(b(x).to_str().encode()).hexdigest() for x in ('qwen', 'compact')))")
+    env = {**os.environ, "PYTHONHASHSEED": "4321"}
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60, env=env,
+                         capture_output=True, text=True).stdout.split()
+    from tokenizers import Tokenizer
+
+    from bbuqc.models.tokenizer import build_backend_tokenizer
+
+    here = [hashlib.sha256(build_backend_tokenizer(x).to_str().encode()).hexdigest() for x in ("qwen", "compact")]
+    assert out == here
+    # ... and it is what the saved folders hold (same vocab + merges; the layouts share the BPE)
+    for d, layout in ((vl_dir, "qwen"), (text_dir, "compact")):
+        saved = json.loads(Tokenizer.from_file(str(d / "tokenizer.json")).to_str())["model"]
+        built = json.loads(build_backend_tokenizer(layout).to_str())["model"]
+        assert saved["merges"] == built["merges"] and saved["vocab"] == built["vocab"], layout
+
+
+def test_special_token_ids_per_layout(vl_dir, text_dir, text_tok):
+    from transformers import AutoTokenizer
+
+    vl_tok = AutoTokenizer.from_pretrained(str(vl_dir))
+    n = _n_bpe(text_dir)
+    assert 1000 < n < 8000
+    # one trained BPE in both layouts; the VL one is padded with <fill_N> up to Qwen's first special id
+    vl_vocab = json.loads((vl_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    assert len(vl_vocab) == 151643 and {k: v for k, v in vl_vocab.items() if v < n} == \
+        json.loads((text_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    for layout_tok, want in ((vl_tok, QWEN_SPECIAL_TOKENS), (text_tok, _compact_ids(n))):
+        for content, want_id in want.items():
+            assert layout_tok.convert_tokens_to_ids(content) == want_id, content
+            assert layout_tok.decode([want_id]) == content
+        assert layout_tok.eos_token == "<|im_end|>" and layout_tok.eos_token_id == want["<|im_end|>"]
+        assert layout_tok.pad_token == "<|endoftext|>" and layout_tok.pad_token_id == want["<|endoftext|>"]
+    assert len(vl_tok) == 151665
+    # compact: no fillers, specials right after the BPE, nothing else; vocab_size = len rounded up to 64
+    assert len(text_tok) == n + len(QWEN_SPECIAL_TOKENS) == max(text_tok.get_vocab().values()) + 1
+    assert not any(t.startswith("<fill_") for t in text_tok.get_vocab())
+    assert tiny.TOKENIZER_LAYOUTS == {"vl": "qwen", "text": "compact"}
+    vocab_size = json.loads((text_dir / "config.json").read_text())["vocab_size"]
+    assert vocab_size % VOCAB_MULTIPLE == 0 and len(text_tok) <= vocab_size < len(text_tok) + VOCAB_MULTIPLE
+    # the same text encodes to the same BPE ids in both layouts; only the special ids differ
+    text = "<|im_start|>user\n图片_1: {\"类别\":\"BBU设备\"}<|im_end|>\n"
+    vl_ids, text_ids = vl_tok.encode(text), text_tok.encode(text)
+    shift = {QWEN_SPECIAL_TOKENS[c]: i for c, i in _compact_ids(n).items()}
+    assert [shift.get(i, i) for i in vl_ids] == text_ids
 
 
 def test_concurrent_builders_build_once(monkeypatch, tmp_path):
@@ -159,14 +239,17 @@ def test_round_trip_weights_identical(vl_dir, text_dir, tmp_path):
     from bbuqc.models import load_model_and_processor
 
     for d, mm in ((vl_dir, True), (text_dir, False)):
+        vocab_size = QWEN_VOCAB_SIZE if mm else json.loads((d / "config.json").read_text())["vocab_size"]
         model, _ = load_model_and_processor(d, multimodal=mm)
         on_disk = load_file(str(d / "model.safetensors"))
         state = model.state_dict()
         for key, tensor in on_disk.items():
             assert torch.equal(state[_module_name(key, mm)], tensor), key
-        # tied embeddings, Qwen vocab size
-        assert model.get_input_embeddings().weight.shape[0] == QWEN_VOCAB_SIZE
-        assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+        # Qwen vocab size (VL) or the compact one (text); the VL output layer is its own
+        # (an untrained tied one would make greedy Stage-A decoding echo the prompt)
+        assert model.get_input_embeddings().weight.shape[0] == vocab_size
+        tied = model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+        assert tied == (not mm)
         # load -> save: byte-identical file
         model.save_pretrained(tmp_path / d.name)
         assert (tmp_path / d.name / "model.safetensors").read_bytes() == (d / "model.safetensors").read_bytes()
@@ -176,7 +259,9 @@ def test_text_generate_batched_left_padding(text_dir):
     from bbuqc.models import load_model_and_processor
 
     model, tok = load_model_and_processor(text_dir, multimodal=False)
-    assert tok.padding_side == "left" and tok.pad_token_id == 151643 and tok.eos_token_id == 151645
+    compact = _compact_ids(_n_bpe(text_dir))
+    assert tok.padding_side == "left" and tok.pad_token_id == compact["<|endoftext|>"]
+    assert tok.eos_token_id == compact["<|im_end|>"] == model.generation_config.eos_token_id[0]
     prompts = [tok.apply_chat_template([{"role": "user", "content": c}], tokenize=False, add_generation_prompt=True)
                for c in ("通过", "请判断: 图片_1 挡风板 方向正确, BBU安装螺丝 合格。理由?")]
     batch = tok(prompts, return_tensors="pt", padding=True)
@@ -184,12 +269,32 @@ def test_text_generate_batched_left_padding(text_dir):
     kw = dict(max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
     out = model.generate(**batch, **kw)
     new = out[:, batch["input_ids"].shape[1]:]
-    assert new.shape[1] >= 1 and int(new.max()) < QWEN_VOCAB_SIZE and int(new.min()) >= 0
+    assert new.shape[1] >= 1 and int(new.max()) < model.config.vocab_size and int(new.min()) >= 0
     for i, p in enumerate(prompts):  # each row = the same prompt generated alone
         single = tok([p], return_tensors="pt")
         alone = model.generate(**single, **kw)[0, single["input_ids"].shape[1]:]
         assert torch.equal(alone, new[i, : len(alone)]), i
     assert isinstance(tok.batch_decode(new), list)
+
+
+def test_verdict_prompt_token_count(text_tok, tmp_path):
+    """The tokenizer corpus covers the real prompts: a synthetic verdict prompt (Chinese system prompt,
+    focus points, ``图片_i: <JSON summary>`` lines) is ~170 tokens, not ~650 (1 token per character)."""
+    from bbuqc.data.rows import load_verdict_rows  # the rows verdict_dataset() wraps
+    from bbuqc.data.synth import generate
+
+    generate(tmp_path / "world")
+    rows = load_verdict_rows(sorted((tmp_path / "world" / "stage_a").glob("*.jsonl")))
+    assert len(rows) == 42
+    counts, chars = [], 0
+    for row in rows:
+        text = text_tok.apply_chat_template(row["messages"], tokenize=False, add_generation_prompt=True)
+        counts.append(len(text_tok.encode(text)))
+        chars += len(text)
+    assert max(counts) <= 300, max(counts)
+    assert sum(counts) / len(counts) <= 250 and chars / sum(counts) >= 3, (sum(counts) / len(counts), chars)
+    answers = [len(text_tok.encode(row["solution"])) for row in rows]
+    assert max(answers) <= 40, max(answers)
 
 
 def test_vl_chat_template_and_image_tokens(vl_dir):
@@ -275,18 +380,53 @@ def test_ms_swift_loads_vl_and_template_encodes_image(vl_dir, monkeypatch):
 
 
 def test_ms_swift_loads_text(text_dir):
+    """ms-swift's ``qwen`` (ChatML) template works on token strings, so the compact ids just work:
+    it encodes a chat exactly like the HF chat template and stops generation on ``<|im_end|>``."""
     pytest.importorskip("swift")
+    from swift.infer_engine import InferRequest, RequestConfig, TransformersEngine
     from swift.model import get_model_processor
     from swift.template import get_template
 
-    model, tokenizer = get_model_processor(str(text_dir), model_type="qwen2", torch_dtype=torch.float32,
+    model_type, template_type = tiny.SWIFT_TYPES["text"]
+    model, tokenizer = get_model_processor(str(text_dir), model_type=model_type, torch_dtype=torch.float32,
                                            device_map="cpu")
-    template = get_template(tokenizer, template_type="qwen")
+    assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.vocab_size < 4096
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end == _compact_ids(_n_bpe(text_dir))["<|im_end|>"] == tokenizer.eos_token_id
+    template = get_template(tokenizer, template_type=template_type)
+    assert template.template_meta.stop_token_id == im_end and "<|im_end|>" in template.template_meta.stop_words
     template.set_mode("train")
-    enc = template.encode({"messages": [{"role": "user", "content": "判断"}, {"role": "assistant", "content": "不通过"}]})
+    messages = [{"role": "system", "content": "审核"}, {"role": "user", "content": "判断"},
+                {"role": "assistant", "content": "不通过\n理由: 图片_1"}]
+    enc = template.encode({"messages": messages})
+    want = tokenizer.encode(tokenizer.apply_chat_template(messages, tokenize=False))
+    assert enc["input_ids"] == want
+    answer = [t for t in enc["labels"] if t != -100]  # the assistant turn + <|im_end|>\n
+    assert tokenizer.decode(answer) == "不通过\n理由: 图片_1<|im_end|>\n"
     batch = template.data_collator([enc])
     out = model(**batch)
     assert torch.isfinite(out.loss)
+
+    # Rollout (ms-swift's CPU engine): force "不通过" then <|im_end|>; generation must stop there.
+    forced = tokenizer.encode("不通过", add_special_tokens=False) + [im_end]
+    calls = []
+
+    def force(module, args, logits):
+        logits = logits.clone()
+        logits[:, -1, forced[min(len(calls), len(forced) - 1)]] += 1e4
+        calls.append(1)
+        return logits
+
+    handle = model.lm_head.register_forward_hook(force)
+    try:
+        engine = TransformersEngine(model, template=template)
+        res = engine.infer([InferRequest(messages=[{"role": "user", "content": "判断"}])],
+                           RequestConfig(max_tokens=8, temperature=0))
+    finally:
+        handle.remove()
+    choice = res[0].choices[0]
+    assert choice.message.content == "不通过" and choice.finish_reason == "stop"
+    assert res[0].usage.completion_tokens == len(forced)
 
 
 # --------------------------------------------------------------------------------------- layer count
