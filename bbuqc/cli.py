@@ -17,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import bbuqc.config.store  # noqa: F401  (registers the schema and the mission group)
+import bbuqc.sweep  # noqa: F401  (registers the resolver conf/hydra/launcher/ray.yaml uses)
 from bbuqc.errors import InputError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")

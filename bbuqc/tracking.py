@@ -17,14 +17,15 @@ def run_identity(cfg: DictConfig, job_type: str) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    name, group = cfg.logger.name, cfg.logger.group
+    name, group = cfg.logger.name, cfg.logger.group or cfg.experiment
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         overrides = [o for o in hc.overrides.task if not o.startswith("hydra.")]
         name = name or (",".join(overrides) if overrides else "defaults")
         if group is None and hc.mode == RunMode.MULTIRUN:
-            # every job of one sweep shares the group: the experiment's name, else the sweep folder
-            group = cfg.experiment or f"sweep-{Path(hc.sweep.dir).name}"
+            # every job of one sweep shares a group: multirun/<date>/<time> -> sweep-<date>_<time>
+            sweep_dir = Path(hc.sweep.dir)
+            group = f"sweep-{sweep_dir.parent.name}_{sweep_dir.name}"
     return {"name": name or "defaults", "group": group, "job_type": job_type}
 
 

@@ -38,6 +38,9 @@ class ConfigError(InputError):
         self.problems = problems
         super().__init__("\n".join(problems))
 
+    def __reduce__(self):  # survives the trip back from a Ray worker intact
+        return type(self), (self.problems,)
+
 
 def _get(cfg: DictConfig, dotted: str) -> Any:
     return OmegaConf.select(cfg, dotted, throw_on_missing=False)

@@ -1,0 +1,36 @@
+"""`python -m bbuqc.report <sweep folder>`: compare the jobs of a sweep (see bbuqc/sweep/report.py).
+
+Writes report.md, report.csv and PNG plots into the folder. Offline; no W&B server needed.
+Exit status 2, with one `error:` line and nothing written, when the folder is missing or
+holds no Hydra job folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bbuqc.report",
+        description="Compare the jobs of a Hydra sweep: report.md, report.csv and PNG plots in the folder.",
+    )
+    parser.add_argument("folder", type=Path, help="a sweep folder, e.g. multirun/2026-01-31/12-00-00")
+    args = parser.parse_args(argv)
+
+    from bbuqc.sweep.report import ReportError, write_report
+
+    try:
+        written = write_report(args.folder)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Sweeps: the pieces around Hydra's `-m` that bbuqc adds.
+
+- `bbuqc.sweep.callbacks.SweepRecords` (a Hydra callback, registered in conf/config.yaml):
+  every job's status and error in its folder, a summary of the sweep in the sweep folder.
+- `bbuqc.sweep.report`: the comparison report (`python -m bbuqc.report <sweep folder>`).
+- The `bbuqc_gpus_per_job` resolver used by conf/hydra/launcher/ray.yaml, registered when this
+  package is imported (Hydra imports it with the callback, before it builds the launcher).
+
+Import-light on purpose: nothing here imports torch, ray, wandb or matplotlib at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+GPUS_PER_JOB_RESOLVER = "bbuqc_gpus_per_job"
+
+
+def local_gpu_count() -> int:
+    """CUDA devices this process may use, found without importing torch.
+
+    CUDA_VISIBLE_DEVICES wins when set (empty or -1 hides every device); otherwise the NVIDIA
+    driver's device list (/proc/driver/nvidia/gpus, else `nvidia-smi -L`).
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        if not ids or ids[0] in ("-1", "NoDevFiles"):
+            return 0
+        return len(ids)
+    proc = Path("/proc/driver/nvidia/gpus")
+    if proc.is_dir():
+        return sum(1 for _ in proc.iterdir())
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return 0
+        return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return 0
+
+
+def gpus_per_job(address: str | None = None, per_job: int | str = 1) -> int:
+    """GPUs each Ray job asks for: `per_job` (compute.nproc_per_node) on a GPU machine or when
+    attaching to a cluster, else 0 (the jobs then run on CPU workers).
+
+    `address` is hydra.launcher.ray.init.address (or $RAY_ADDRESS): a cluster's GPUs are not
+    visible from here, so attaching assumes a GPU cluster (override
+    hydra.launcher.ray.remote.num_gpus=0 if not).
+    """
+    per_job = max(1, int(per_job or 1))
+    if address is None:
+        address = os.environ.get("RAY_ADDRESS") or None  # ray.init() attaches to it too
+    if address and address != "local":  # "local": always a fresh instance on this machine
+        return per_job
+    return per_job if local_gpu_count() > 0 else 0
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver(GPUS_PER_JOB_RESOLVER):
+        OmegaConf.register_new_resolver(GPUS_PER_JOB_RESOLVER, gpus_per_job)
+
+
+def quiet_launcher_schema_warning() -> None:
+    """conf/hydra/launcher/ray.yaml shares its name with the plugin's schema, which Hydra 1.3
+    merges it onto with a deprecation warning (see that file). The sweep composes every job's
+    config again, so show the warning once, not once per job."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema with the same name",
+        category=UserWarning,
+    )
+
+
+register_resolvers()
+quiet_launcher_schema_warning()
