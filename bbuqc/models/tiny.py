@@ -2,10 +2,10 @@
 
 Two kinds:
 
-* ``"vl"``   -> ``<cache>/models/tiny-qwen2-vl-v2/``: ``Qwen2VLForConditionalGeneration`` (hidden 64,
+* ``"vl"``   -> ``<cache>/models/tiny-qwen2-vl-v3/``: ``Qwen2VLForConditionalGeneration`` (hidden 64,
   4 LLM decoder layers, 2 heads / 1 kv head, vision tower depth 2 with embed dim 32, patch 14,
   spatial merge 2, temporal patch 2) + a ``Qwen2VLProcessor``.
-* ``"text"`` -> ``<cache>/models/tiny-qwen2-v2/``: ``Qwen2ForCausalLM`` (hidden 64, 4 layers) + tokenizer.
+* ``"text"`` -> ``<cache>/models/tiny-qwen2-v3/``: ``Qwen2ForCausalLM`` (hidden 64, 4 layers) + tokenizer.
 
 Both use the same trained BPE (see :mod:`bbuqc.models.tokenizer`), in two layouts (``TOKENIZER_LAYOUTS``):
 the VL model's tokenizer puts the special tokens at Qwen's ids and the model has ``vocab_size``
@@ -41,7 +41,8 @@ from bbuqc.paths import cache_dir
 KINDS = ("vl", "text")
 #: Folder names; bump the version suffix whenever the architecture / tokenizer / seed changes,
 #: so stale caches are never reused.
-MODEL_DIRS = {"vl": "tiny-qwen2-vl-v2", "text": "tiny-qwen2-v2"}
+MODEL_DIRS = {"vl": "tiny-qwen2-vl-v3", "text": "tiny-qwen2-v3"}
+OUTPUT_SCALE = 10.0  # embedding / output-layer rows: std 0.2 instead of 0.02 (see build_tiny_model)
 #: Tokenizer layout of each kind (see :mod:`bbuqc.models.tokenizer`): VL needs Qwen's ids, text is compact.
 TOKENIZER_LAYOUTS = {"vl": "qwen", "text": "compact"}
 #: Written last into a finished folder; its presence means "complete".
@@ -284,6 +285,14 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = cls(config).to(torch.float32).eval()
+    # LoRA never trains the final norm or the embeddings, so the reachable logit range is
+    # |norm(h)| x |embedding row| = 8 x (0.02 x 8) ~ 1.3 with the default init: no token could
+    # ever get more than ~0.2% probability and no amount of GRPO/SFT would teach the model a
+    # format. Scaled rows give a range of ~13, as in a trained checkpoint.
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(OUTPUT_SCALE)
+        if not config.get_text_config().tie_word_embeddings:
+            model.get_output_embeddings().weight.mul_(OUTPUT_SCALE)
     model.generation_config = _generation_config(ids)
     model.save_pretrained(str(out))
     _save_processor(kind, out, backend)

@@ -72,8 +72,8 @@ def _image(h: int, w: int, seed: int = 0):
 
 
 def test_layout_and_marker(vl_dir, text_dir, cache):
-    assert vl_dir == cache / "models" / "tiny-qwen2-vl-v2"
-    assert text_dir == cache / "models" / "tiny-qwen2-v2"
+    assert vl_dir == cache / "models" / "tiny-qwen2-vl-v3"
+    assert text_dir == cache / "models" / "tiny-qwen2-v3"
     n = _n_bpe(text_dir)
     # (eos <|im_end|>, pad/bos <|endoftext|>, vocab_size) of each layout
     want = {vl_dir: (151645, 151643, QWEN_VOCAB_SIZE), text_dir: (n + 2, n, -(-(n + 22) // 64) * 64)}
@@ -95,7 +95,7 @@ def test_layout_and_marker(vl_dir, text_dir, cache):
     for f in ("processor_config.json", "preprocessor_config.json", "chat_template.json"):
         assert (vl_dir / f).is_file()
     # no temp/stale folders left next to the models
-    assert sorted(p.name for p in (cache / "models").iterdir() if p.is_dir()) == ["tiny-qwen2-v2", "tiny-qwen2-vl-v2"]
+    assert sorted(p.name for p in (cache / "models").iterdir() if p.is_dir()) == ["tiny-qwen2-v3", "tiny-qwen2-vl-v3"]
 
 
 def test_cached_call_does_not_import_torch(vl_dir, text_dir, cache):
@@ -112,7 +112,7 @@ def test_cache_env_var(monkeypatch, tmp_path, vl_dir):
 
     monkeypatch.setenv("BBUQC_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
-    assert tiny.tiny_model_dir("vl") == tmp_path / "c" / "models" / "tiny-qwen2-vl-v2"
+    assert tiny.tiny_model_dir("vl") == tmp_path / "c" / "models" / "tiny-qwen2-vl-v3"
     with pytest.raises(ValueError, match="unknown tiny model kind"):
         tiny.tiny_model_dir("audio")
 
