@@ -7,12 +7,13 @@ data into the cache and warms the file cache, so neither launcher pays for that.
 runs in its own process, timed from start to exit, and must finish with 4 completed jobs.
 Writes `outputs/bench/sweep.json` {basic_s, ray_s, ratio, goal}. Goal: ray / basic <= 0.65.
 
-The basic launcher runs every job in its own process, so it pays the imports (torch,
-transformers, ms-swift: most of a one-step job) once; each Ray worker pays them again, in
-parallel, after starting Ray. With one-step jobs that fixed cost is most of the sweep; `--steps`
-lengthens every job (same jobs for both launchers) to see the parallel part grow.
+The basic launcher runs every job in the sweep's own process, so it pays the imports (torch,
+transformers, ms-swift) once; each Ray worker pays them again, in parallel, after starting
+Ray. Every job trains with one torch thread (OMP_NUM_THREADS=1, both launchers), so 2
+workers can use the 2 cores the basic launcher leaves half idle; `--steps` (default 20) makes
+the training, not the fixed start-up, most of each job, as in any real sweep.
 
-    python benchmarks/bench_sweep.py [--steps 1] [--repeats 2] [--keep]
+    python benchmarks/bench_sweep.py [--steps 20] [--repeats 1] [--keep]
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def _env() -> dict[str, str]:
     env.setdefault("WANDB_MODE", "offline")
     env.setdefault("WANDB_SILENT", "true")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["OMP_NUM_THREADS"] = "1"  # one core per job: what "2 parallel workers" means on 2 cores
     env.pop("RAY_ADDRESS", None)
     return env
 
@@ -68,8 +70,8 @@ def _completed(sweep_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1, help="GRPO steps per job (the sweep_smoke experiment: 1)")
-    parser.add_argument("--repeats", type=int, default=2, help="sweeps per launcher (alternating); the best counts")
+    parser.add_argument("--steps", type=int, default=20, help="GRPO steps per job")
+    parser.add_argument("--repeats", type=int, default=1, help="sweeps per launcher (alternating); the best counts")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "sweep.json")
     parser.add_argument("--keep", action="store_true", help="keep the sweep folders (printed)")
     args = parser.parse_args(argv)
