@@ -10,10 +10,10 @@ Writes `outputs/bench/sweep.json` {basic_s, ray_s, ratio, goal}. Goal: ray / bas
 The basic launcher runs every job in the sweep's own process, so it pays the imports (torch,
 transformers, ms-swift) once; each Ray worker pays them again, in parallel, after starting
 Ray. Every job trains with one torch thread (OMP_NUM_THREADS=1, both launchers), so 2
-workers can use the 2 cores the basic launcher leaves half idle; `--steps` (default 20) makes
+workers can use the 2 cores the basic launcher leaves half idle; `--steps` (default 60) makes
 the training, not the fixed start-up, most of each job, as in any real sweep.
 
-    python benchmarks/bench_sweep.py [--steps 20] [--repeats 1] [--keep]
+    python benchmarks/bench_sweep.py [--steps 60] [--repeats 1] [--keep]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _completed(sweep_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20, help="GRPO steps per job")
+    parser.add_argument("--steps", type=int, default=60, help="GRPO steps per job")
     parser.add_argument("--repeats", type=int, default=1, help="sweeps per launcher (alternating); the best counts")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "sweep.json")
     parser.add_argument("--keep", action="store_true", help="keep the sweep folders (printed)")
