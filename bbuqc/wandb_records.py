@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,32 +55,62 @@ def records(path: str | Path) -> Iterator[Any]:
         yield record
 
 
-def read_run(path: str | Path) -> dict[str, Any]:
-    """name, group, job_type, config, history ([{metric: value}] per step), summary and
-    exit_code (None while the run was never finished) of one run file."""
-    run: dict[str, Any] = {
-        "name": None, "group": None, "job_type": None, "config": {}, "history": [], "summary": {}, "exit_code": None,
-    }
-    for record in records(path):
+@dataclass
+class WandbRun:
+    path: Path
+    run_id: str = ""
+    name: str = ""
+    group: str = ""
+    job_type: str = ""
+    project: str = ""
+    exit_code: int | None = None  # None: the run was never finished
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one {metric: value} per logged step
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def read_run(path: str | Path) -> WandbRun:
+    """Identity, config, history, summary and exit code of one run file.
+
+    A record cut off by a killed process ends the read; what came before it is kept.
+    """
+    run = WandbRun(path=Path(path))
+    stream = records(path)
+    while True:
+        try:
+            record = next(stream)
+        except StopIteration:
+            break
+        except Exception:  # noqa: BLE001 - a truncated or corrupt tail
+            break
         kind = record.WhichOneof("record_type")
         if kind == "run":
             r = record.run
-            run.update(name=r.display_name, group=r.run_group, job_type=r.job_type)
-            run["config"].update({i.key: json.loads(i.value_json) for i in r.config.update})
+            run.run_id, run.name, run.group = r.run_id, r.display_name, r.run_group
+            run.job_type, run.project = r.job_type, r.project
+            run.config.update(_items(r.config.update))
         elif kind == "config":
-            run["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
+            run.config.update(_items(record.config.update))
         elif kind == "history":
-            run["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+            run.history.append(_items(record.history.item))
         elif kind == "summary":
-            run["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update})
+            run.summary.update(_items(record.summary.update))
         elif kind == "exit":
-            run["exit_code"] = record.exit.exit_code
+            run.exit_code = record.exit.exit_code
     return run
 
 
-def _key(item: Any) -> str:
-    return item.key or "/".join(item.nested_key)
+def _items(items: Any) -> dict[str, Any]:
+    return {(i.key or "/".join(i.nested_key)): _json_value(i.value_json) for i in items}
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def find_run_files(folder: str | Path) -> list[Path]:
-    return sorted(Path(folder).glob("**/offline-run-*/run-*.wandb"))
+    """W&B run files (offline or synced) below `folder`, oldest first."""
+    return sorted(Path(folder).glob("**/*run-*/run-*.wandb"), key=lambda p: p.parent.name)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuqc.sweep.callbacks import ERROR_TXT, JOB_STATUS, job_dirs
+from bbuqc.wandb_records import WandbRun, find_run_files, read_run
 
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
@@ -36,68 +37,6 @@ CURVES_PNG = "reward_curves.png"
 
 class ReportError(ValueError):
     """Input the report cannot work with; str() is one line."""
-
-
-# ----------------------------------------------------------------------------------------
-# W&B runs, read from the run file (bbuqc.wandb_records parses the record stream)
-# ----------------------------------------------------------------------------------------
-@dataclass
-class WandbRun:
-    path: Path
-    run_id: str = ""
-    name: str = ""
-    group: str = ""
-    job_type: str = ""
-    project: str = ""
-    exit_code: int | None = None  # None: the run was never finished
-    config: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _item_key(item) -> str:
-    return item.key or "/".join(item.nested_key)
-
-
-def _json_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def read_wandb_run(path: Path) -> WandbRun:
-    """Identity (name, group, job type), config, history rows and exit code of a `.wandb` file."""
-    from bbuqc.wandb_records import records
-
-    run = WandbRun(path=Path(path))
-    stream = records(path)
-    while True:
-        try:
-            record = next(stream)
-        except StopIteration:
-            break
-        except Exception:  # a record cut by a killed process: keep what came before
-            break
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            r = record.run
-            run.run_id, run.name, run.group = r.run_id, r.display_name, r.run_group
-            run.job_type, run.project = r.job_type, r.project
-            for item in r.config.update:  # the composed config given to wandb.init
-                run.config[_item_key(item)] = _json_value(item.value_json)
-        elif kind == "config":
-            for item in record.config.update:
-                run.config[_item_key(item)] = _json_value(item.value_json)
-        elif kind == "history":
-            run.history.append({_item_key(i): _json_value(i.value_json) for i in record.history.item})
-        elif kind == "exit":
-            run.exit_code = record.exit.exit_code
-    return run
-
-
-def wandb_run_files(job_dir: Path) -> list[Path]:
-    """The job's W&B run files (offline or online), oldest first."""
-    return sorted(Path(job_dir).glob("wandb/*run-*/run-*.wandb"), key=lambda p: p.parent.name)
 
 
 # ----------------------------------------------------------------------------------------
@@ -241,10 +180,10 @@ def read_job(job_dir: Path, root: Path) -> Job:
         job.status = job.status or "failed"
 
     logging_jsonl = job_dir / "logging.jsonl"
-    runs = wandb_run_files(job_dir)
+    runs = find_run_files(Path(job_dir) / "wandb")
     if runs:
         try:
-            job.wandb = read_wandb_run(runs[-1])
+            job.wandb = read_run(runs[-1])
         except Exception:  # an unreadable run file must not sink the report
             job.wandb = None
     if logging_jsonl.is_file():

@@ -71,10 +71,11 @@ def test_summary_run_logs_every_reward_id(summary_run):
         assert all(f"rewards/{rid}/mean" in r for r in logs), rid
     (wandb_file,) = find_run_files(summary_run)
     run = read_run(wandb_file)
-    assert run["name"] == "task=summary,reward=summary_full,lora.last_k=2,train.max_steps=2"
-    assert run["job_type"] == "train-summary"
-    assert run["config"]["lora"]["last_k"] == 2 and run["config"]["reward"]["name"] == "summary_full"
-    logged = set().union(*run["history"])
+    assert run.name == "task=summary,reward=summary_full,lora.last_k=2,train.max_steps=2"
+    assert run.job_type == "train-summary" and run.exit_code == 0
+    assert run.config["lora"]["last_k"] == 2 and run.config["reward"]["name"] == "summary_full"
+    assert run.summary["params/trainable"] > 0
+    logged = set().union(*run.history)
     for rid in SUMMARY_FULL:
         assert f"train/rewards/{rid}/mean" in logged, rid
 
@@ -99,8 +100,8 @@ def test_verdict_run(session_cache, tmp_path):
     rows = [json.loads(line) for line in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
     assert rows and {r["group_label"] for r in rows} == {"通过", "不通过"}
     run = read_run(find_run_files(run_dir)[0])
-    assert run["job_type"] == "train-verdict"
-    assert {f"train/rewards/{rid}/mean" for rid in VERDICT} <= set().union(*run["history"])
+    assert run.job_type == "train-verdict"
+    assert {f"train/rewards/{rid}/mean" for rid in VERDICT} <= set().union(*run.history)
 
 
 def test_chord_run_logs_mu_every_step(session_cache, tmp_path):
@@ -145,4 +146,4 @@ def test_wandb_run_is_finished_when_training_fails(session_cache, tmp_path):
     )
     assert proc.returncode != 0
     (wandb_file,) = find_run_files(run_dir)
-    assert read_run(wandb_file)["exit_code"] == 1
+    assert read_run(wandb_file).exit_code == 1

@@ -13,7 +13,8 @@ import yaml
 from PIL import Image
 
 from bbuqc.report import main as report_main
-from bbuqc.sweep.report import REPORT_CSV, REPORT_MD, collect_jobs, read_wandb_run
+from bbuqc.sweep.report import REPORT_CSV, REPORT_MD, collect_jobs
+from bbuqc.wandb_records import read_run
 
 IDS = ["summary.format", "summary.header"]
 
@@ -156,7 +157,7 @@ def test_metrics_fall_back_to_the_offline_wandb_run(tmp_path):
     _write_wandb(job / "wandb" / "offline-run-20260131_120000-abc" / "run-abc.wandb",
                  [run, _history(1, 1.0), _history(2, 3.0), exit_])
 
-    wb = read_wandb_run(next(job.glob("wandb/*/run-*.wandb")))
+    wb = read_run(next(job.glob("wandb/*/run-*.wandb")))
     assert (wb.name, wb.group, wb.job_type, wb.exit_code) == ("lora.last_k=1", "sweep-x", "train-summary", 0)
     (parsed,) = collect_jobs(root)
     assert parsed.metrics_source == "wandb"

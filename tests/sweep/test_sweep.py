@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from bbuqc.cli import CONF_DIR
 from bbuqc.sweep import gpus_per_job
 from bbuqc.sweep.callbacks import SweepRecords, write_sweep_summary
-from bbuqc.sweep.report import read_wandb_run, wandb_run_files
+from bbuqc.wandb_records import find_run_files, read_run
 
 REPO = Path(__file__).resolve().parents[2]
 # one short GRPO step on the tiny model: the cheapest real job
@@ -59,8 +59,8 @@ def report(sweep_dir: Path) -> list[dict]:
 def check_completed_job(job: Path, group: str) -> None:
     assert status(job)["status"] == "completed" and not (job / "error.txt").exists()
     assert '"train_runtime"' in (job / "logging.jsonl").read_text()
-    (run_file,) = wandb_run_files(job)
-    run = read_wandb_run(run_file)
+    (run_file,) = find_run_files(job)
+    run = read_run(run_file)
     overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
     assert run.group == group
     assert run.name == ",".join(overrides)
