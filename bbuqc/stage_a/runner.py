@@ -29,6 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from bbuqc.atomic import write_json_atomic
 from bbuqc.data.discovery import Group, discover_groups
 from bbuqc.data.records import StageAFormatError, StageARecord, align_summaries, postprocess_summary
 from bbuqc.missions import Mission
@@ -36,7 +37,7 @@ from bbuqc.offline import use_offline_defaults
 from bbuqc.prompts.summary import resolve_mission
 
 from .backends import Backend, BackendError, GenerationSettings, check_backend
-from .writer import Key, OutputError, StageAWriter, sort_output, write_json_atomic
+from .writer import Key, OutputError, StageAWriter, sort_output
 
 DEFAULT_OUTPUT_DIR = Path("outputs") / "stage_a"
 META_SUFFIX = ".meta.json"

@@ -173,11 +173,3 @@ def sort_output(path: Path | str, order: Iterable[Key]) -> bool:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return True
-
-
-def write_json_atomic(path: Path | str, obj: object) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from bbuqc.atomic import write_text_atomic
 from bbuqc.errors import InputError
 
 from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, worst_examples
@@ -131,30 +132,15 @@ def check_settings(out_dir: Path, settings: dict, has_predictions: bool) -> None
                     "use another evaluate.output_dir or the same settings to resume"
                 )
             return
-    atomic_write(path, json.dumps(settings, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(settings, ensure_ascii=False, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- final files
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(out_dir: Path, metrics: dict, records: Sequence[dict]) -> None:
-    atomic_write(out_dir / REPORT, render_report(metrics, records))
-    atomic_write(out_dir / METRICS, json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(out_dir / REPORT, render_report(metrics, records))
+    write_text_atomic(out_dir / METRICS, json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
 
 
 def _pct(value: float | None) -> str:

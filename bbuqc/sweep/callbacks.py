@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import bbuqc.sweep  # noqa: F401  (registers the launcher resolvers before Hydra builds the launcher)
+from bbuqc.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,6 @@ def _jsonable(value: Any) -> Any:
     if len(text) > MAX_RETURN_CHARS:
         return {"truncated": text[:MAX_RETURN_CHARS]}
     return json.loads(text)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def error_text(err: BaseException) -> str:
@@ -80,7 +74,7 @@ def write_job_records(job_dir: Path, job_return: JobReturn, num: int | None = No
     job_dir.mkdir(parents=True, exist_ok=True)
     if failed and isinstance(value, BaseException):
         (job_dir / ERROR_TXT).write_text(error_text(value))
-    _write_json(job_dir / JOB_STATUS, record)
+    write_json_atomic(job_dir / JOB_STATUS, record, indent=1, default=str)
     return record
 
 
@@ -141,7 +135,7 @@ def sweep_summary(sweep_dir: Path) -> dict[str, Any]:
 def write_sweep_summary(sweep_dir: Path) -> Path:
     path = sweep_dir / SWEEP_SUMMARY
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(path, sweep_summary(sweep_dir))
+    write_json_atomic(path, sweep_summary(sweep_dir), indent=1, default=str)
     return path
 
 
