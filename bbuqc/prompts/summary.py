@@ -16,7 +16,10 @@ import re
 
 from bbuqc.missions import MISSIONS, MISSIONS_BY_NAME, Mission
 
-IRRELEVANT = "无关图片"
+# The output contract's strings come from the reward parser that scores it (one definition).
+from bbuqc.rewards.summary.parsing import HEADER_TEMPLATE
+from bbuqc.rewards.summary.parsing import IRRELEVANT_TEXT as IRRELEVANT
+
 IMAGE_TAG = "<image>"  # ms-swift: one tag per image in the user content, images in the `images` column
 
 # Chat special tokens (Qwen ``<|im_end|>``, ``<|endoftext|>``, Llama ``<|eot_id|>``, ...).
@@ -94,7 +97,7 @@ def resolve_mission(mission: Mission | str) -> Mission:
 
 def header(domain: str) -> str:
     """Line 1 of a relevant image's summary."""
-    return f"<DOMAIN={domain}>, <TASK=SUMMARY>"
+    return HEADER_TEMPLATE.format(domain)
 
 
 def strip_special_tokens(text: str) -> str:
