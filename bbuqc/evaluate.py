@@ -1,8 +1,15 @@
-"""`python -m bbuqc.evaluate`: Stage-B judgement of held-out groups (see bbuqc/stage_b)."""
+"""`python -m bbuqc.evaluate` / `bbuqc-evaluate`: Stage-B judgement of held-out groups (see bbuqc/stage_b)."""
 
 from bbuqc.cli import entry_point
 
-main = entry_point("bbuqc.stage_b.evaluate:run")
+
+def _runner():
+    from bbuqc.stage_b.evaluate import run
+
+    return run
+
+
+main = entry_point("evaluate", _runner)
 
 if __name__ == "__main__":
     main()

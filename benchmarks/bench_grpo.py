@@ -40,7 +40,7 @@ def bare_swift_config(run_dir: Path, out_dir: Path) -> Path:
     )}
     plugin = out_dir / "bbuqc_rewards_plugin.py"
     plugin.write_text(
-        "from bbuqc.grpo.rewards import register_rewards\n"
+        "from bbuqc.training.rewards import register_rewards\n"
         f"register_rewards({kw['reward_funcs']!r})\n"
     )
     kw.update(output_dir=str(out_dir / "run"), external_plugins=[str(plugin)])

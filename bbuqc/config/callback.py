@@ -12,9 +12,12 @@ from bbuqc.config.validate import ConfigError, validate
 
 
 class ValidateConfig(Callback):
+    def __init__(self, command: str):
+        self.command = command  # which command's checks run (set by each primary config)
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            validate(config)
+            validate(config, self.command)
         except ConfigError as err:
             for line in err.problems:
                 print(f"error: {line}", file=sys.stderr)

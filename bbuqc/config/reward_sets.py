@@ -1,4 +1,4 @@
-"""Reward sets are the files in conf/reward/: the one place their ids, order and weights live."""
+"""Reward sets are the files in bbuqc/conf/reward/: the one place their ids, order and weights live."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-REWARD_CONF = Path(__file__).resolve().parents[2] / "conf" / "reward"
+from bbuqc.paths import CONF_DIR
+
+REWARD_CONF = Path(CONF_DIR) / "reward"
 
 
 def flatten_weights(weights: dict[str, Any]) -> dict[str, Any]:

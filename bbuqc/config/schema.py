@@ -19,21 +19,32 @@ class MissionConfig:
 
 @dataclass
 class ModelConfig:
-    # `tiny` is built locally (VL model for task=summary, text model for task=verdict);
-    # every other preset names a real checkpoint family and needs `path`.
+    # `tiny` (VL) and `tiny_text` are built locally on first use; every other preset names a real
+    # checkpoint family and needs `path`.
     preset: str = "tiny"
-    path: str | None = None
+    path: str | None = None  # a local model folder (a real checkpoint or a bbuqc-export output)
+    # a LoRA checkpoint folder (checkpoint-N of a bbuqc-train run) on top of `path`; the same meaning to
+    # every command: train continues it, infer / evaluate generate with it merged, export merges it.
+    adapter: str | None = None
     model_type: str = MISSING  # ms-swift model_type, e.g. qwen2_5_vl
     template: str = MISSING  # ms-swift template name
     multimodal: bool = True
     # number of LLM decoder blocks; checked against lora.last_k before weights load.
     # null: read from <path>/config.json.
     num_llm_layers: int | None = None
+    # allow a model folder that ships its own Python (modeling_*.py) to run it on load; every supported
+    # family is native to transformers, so this stays false
+    trust_remote_code: bool = False
 
 
 @dataclass
 class TaskConfig:
     name: str = MISSING  # summary | verdict; also the reward namespace it trains with
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "grpo"  # grpo: ms-swift GRPO with the `reward` set | sft: cross-entropy on the reference outputs
 
 
 @dataclass
@@ -81,6 +92,18 @@ class TrainConfig:
     logging_steps: int = 1
     resume_from: str | None = None
     dataloader_num_workers: int = 0
+    # held-out validation (greedy generation on the validation set, metrics under val/): every N steps;
+    # null: never. A validated step is always saved as a checkpoint.
+    eval_steps: int | None = None
+    # the val/ metric that picks the best checkpoint (best-checkpoint link + best_checkpoint.json) and that
+    # the job returns to a sweeper; null: val/accuracy for task=verdict, val/summary.content_f1 for summary
+    select_by: str | None = None
+    # direction of select_by; null: lower for val/*false_pass*, *false_fail*, *invalid*, higher otherwise
+    select_greater_is_better: bool | None = None
+    # stop after this many validations without a new best; null: never stop early
+    early_stop_patience: int | None = None
+    val_batch_size: int = 8  # prompts per generate() call during validation
+    val_max_new_tokens: int | None = None  # null: max_completion_length
 
 
 @dataclass
@@ -107,6 +130,11 @@ class DataConfig:
     summary_jsonl: str | None = None  # summary-task rows
     stage_a_jsonl: list[str] = field(default_factory=list)  # verdict-task sources
     max_rows: int | None = None
+    # held-out validation set: explicit files (never trained on; must share no group id with the training
+    # data), else this fraction of the groups, picked deterministically by group id
+    val_fraction: float = 0.0
+    val_stage_a_jsonl: list[str] = field(default_factory=list)  # verdict task
+    val_summary_jsonl: str | None = None  # summary task
 
 
 @dataclass
@@ -122,7 +150,6 @@ class InferConfig:
 
 @dataclass
 class EvaluateConfig:
-    adapter: str | None = None
     output_dir: str | None = None  # null: the Hydra run folder; an existing one resumes
     seed: int = 0  # torch seed for sampling (evaluate.temperature > 0)
     samples_per_group: int = 1
@@ -130,6 +157,12 @@ class EvaluateConfig:
     max_new_tokens: int = 96
     temperature: float = 0.0
     progress: bool = True
+
+
+@dataclass
+class ExportConfig:
+    output: str | None = None  # the merged model folder to write (required)
+    overwrite: bool = False  # replace an existing non-empty export.output
 
 
 @dataclass
@@ -147,6 +180,7 @@ class BBUQCConfig:
     mission: MissionConfig = field(default_factory=MissionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     chord: ChordConfig = field(default_factory=ChordConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
@@ -156,5 +190,6 @@ class BBUQCConfig:
     data: DataConfig = field(default_factory=DataConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    # A named experiment (experiments/*.yaml, `+experiment=<name>`) records itself here.
+    export: ExportConfig = field(default_factory=ExportConfig)
+    # A named experiment (bbuqc/conf/experiment/*.yaml, `experiment=<name>`) records itself here.
     experiment: str | None = None

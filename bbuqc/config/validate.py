@@ -2,12 +2,12 @@
 
 Every rule returns problems as one line each, naming the field (the override a user
 would type) and the value, so a bad sweep fails in seconds instead of after model load.
-Nothing here imports torch, transformers or ms-swift.
+Each command runs only the checks of the nodes it uses (`COMMAND_CHECKS`): `bbuqc-infer` never
+looks at `lora` or `reward`. Nothing here imports torch, transformers or ms-swift.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from bbuqc.rewards import reward_id_problem
 
 CHOICES = {
     "task.name": ("summary", "verdict"),
+    "algo.name": ("grpo", "sft"),
     "compute.device": ("cpu", "cuda"),
     "compute.precision": ("fp32", "bf16", "fp16"),
     "compute.rollout": ("hf", "vllm_colocate", "vllm_server"),
@@ -46,9 +47,11 @@ def _get(cfg: DictConfig, dotted: str) -> Any:
     return OmegaConf.select(cfg, dotted, throw_on_missing=False)
 
 
-def _check_choices(cfg: DictConfig) -> list[str]:
+def _check_choices(cfg: DictConfig, nodes: tuple[str, ...]) -> list[str]:
     out = []
     for key, allowed in CHOICES.items():
+        if key.split(".", 1)[0] not in nodes:
+            continue
         value = _get(cfg, key)
         if value not in allowed:
             shown = ", ".join("null" if a is None else a for a in allowed)
@@ -162,44 +165,109 @@ def _check_lora(cfg: DictConfig) -> list[str]:
     layers = _num_llm_layers(cfg)
     if layers is not None and lora.last_k > layers:
         out.append(f"lora.last_k={lora.last_k}: model={cfg.model.preset} has only {layers} LLM blocks")
+    out += _adapter_lora_problems(cfg)
+    return out
+
+
+def _adapter_lora_problems(cfg: DictConfig) -> list[str]:
+    """Training from model.adapter continues that LoRA, so lora.last_k / lora.rank must describe it."""
+    from bbuqc.models.adapters import read_adapter
+
+    if not cfg.model.adapter or not Path(cfg.model.adapter).is_dir():
+        return []
+    try:
+        adapter = read_adapter(cfg.model.adapter)
+    except ValueError:
+        return []  # _check_model names it
+    out, lora = [], cfg.lora
+    if adapter.blocks and len(adapter.blocks) != lora.last_k:
+        out.append(f"lora.last_k={lora.last_k}: model.adapter={cfg.model.adapter} has LoRA on "
+                   f"{len(adapter.blocks)} blocks; training continues that LoRA, so set lora.last_k={len(adapter.blocks)}")
+    if adapter.rank and adapter.rank != lora.rank:
+        out.append(f"lora.rank={lora.rank}: model.adapter={cfg.model.adapter} has rank {adapter.rank}; "
+                   f"training continues that LoRA, so set lora.rank={adapter.rank}")
     return out
 
 
 def _num_llm_layers(cfg: DictConfig) -> int | None:
     """The model's LLM depth from its config.json when the checkpoint is at hand, else the preset."""
+    from bbuqc.models.loading import read_num_llm_layers
+
     path = cfg.model.path
     if path and (Path(path) / "config.json").is_file():
-        config = json.loads((Path(path) / "config.json").read_text())
-        for node in (config.get("text_config") or {}, config.get("llm_config") or {}, config):
-            if isinstance(node.get("num_hidden_layers"), int):
-                return node["num_hidden_layers"]
+        try:
+            return read_num_llm_layers(path)
+        except ValueError:
+            return cfg.model.num_llm_layers
     return cfg.model.num_llm_layers
 
 
-def _check_paths(cfg: DictConfig) -> list[str]:
+def _check_model(cfg: DictConfig) -> list[str]:
+    from bbuqc.models.adapters import adapter_problem, read_adapter, read_base
+    from bbuqc.models.resolve import model_dir, tiny_kind
+
     out = []
-    m, d = cfg.model, cfg.data
-    if m.preset != "tiny":
+    m = cfg.model
+    if not str(m.preset).startswith("tiny"):
         if not m.path:
             out.append(f"model.path: required for model={m.preset} (a local checkpoint folder; no hub access)")
-        elif not Path(m.path).is_dir():
-            out.append(f"model.path={m.path}: no such folder")
-    elif m.path and not Path(m.path).is_dir():
-        out.append(f"model.path={m.path}: no such folder")
-    if d.source == "files":
-        if cfg.task.name == "summary" and not d.summary_jsonl:
-            out.append("data.summary_jsonl: required for task=summary with data.source=files")
-        if cfg.task.name == "verdict" and not d.stage_a_jsonl:
-            out.append("data.stage_a_jsonl: required for task=verdict with data.source=files")
+            return out
+    if m.path and not Path(m.path).is_dir():
+        return out + [f"model.path={m.path}: no such folder"]
+    if m.adapter:
+        if not Path(m.adapter).is_dir():
+            return out + [f"model.adapter={m.adapter}: no such checkpoint folder"]
+        try:
+            adapter = read_adapter(m.adapter)
+        except ValueError as exc:
+            return out + [f"model.adapter={m.adapter}: {exc}"]
+        base_dir = model_dir(cfg)
+        base = read_base(base_dir) if base_dir is not None else None
+        model_type = m.model_type if tiny_kind(cfg) is None else _tiny_model_type(cfg)
+        problem = adapter_problem(adapter, base, model_type)
+        if problem:
+            out.append(problem)
+    return out
+
+
+def _check_export_model(cfg: DictConfig) -> list[str]:
+    """Export merges into model.path, or (tiny presets without a path) into the base the adapter names."""
+    from bbuqc.models.adapters import base_of_adapter
+
+    if cfg.model.path or not str(cfg.model.preset).startswith("tiny") or not cfg.model.adapter:
+        return _check_model(cfg)
+    if not Path(cfg.model.adapter).is_dir():
+        return [f"model.adapter={cfg.model.adapter}: no such checkpoint folder"]
+    try:
+        base = base_of_adapter(cfg.model.adapter)
+    except ValueError as exc:
+        return [f"model.adapter={cfg.model.adapter}: {exc}"]
+    if base is None:
+        return [f"model.path: required; model.adapter={cfg.model.adapter} names a base model folder that is not there"]
+    return []
+
+
+def _tiny_model_type(cfg: DictConfig) -> str:
+    from bbuqc.models.tiny import SWIFT_TYPES
+
+    return SWIFT_TYPES["vl" if cfg.model.multimodal else "text"][0]
+
+
+def _check_data(cfg: DictConfig) -> list[str]:
+    out = []
+    d = cfg.data
     for key in ("root", "summary_jsonl"):
         value = d[key]
         if value and not Path(value).exists():
             out.append(f"data.{key}={value}: no such file or folder")
-    for i, value in enumerate(d.stage_a_jsonl):
-        if not Path(value).is_file():
-            out.append(f"data.stage_a_jsonl[{i}]={value}: no such file")
-    if cfg.evaluate.adapter and not Path(cfg.evaluate.adapter).is_dir():
-        out.append(f"evaluate.adapter={cfg.evaluate.adapter}: no such checkpoint folder")
+    for key in ("stage_a_jsonl", "val_stage_a_jsonl"):
+        for i, value in enumerate(d[key]):
+            if not Path(value).is_file():
+                out.append(f"data.{key}[{i}]={value}: no such file")
+    if d.val_summary_jsonl and not Path(d.val_summary_jsonl).is_file():
+        out.append(f"data.val_summary_jsonl={d.val_summary_jsonl}: no such file")
+    if not 0 <= d.val_fraction < 1:
+        out.append(f"data.val_fraction={d.val_fraction}: expected 0 <= val_fraction < 1")
     return out
 
 
@@ -216,28 +284,110 @@ def _check_compute(cfg: DictConfig) -> list[str]:
 
 def _check_infer(cfg: DictConfig) -> list[str]:
     out = []
-    for key in ("infer.batch_size", "infer.max_new_tokens", "infer.num_gpus", "evaluate.samples_per_group", "evaluate.batch_size", "evaluate.max_new_tokens"):
+    for key in ("infer.batch_size", "infer.max_new_tokens", "infer.num_gpus"):
         if _get(cfg, key) < 1:
             out.append(f"{key}={_get(cfg, key)}: expected an integer >= 1")
-    for key in ("infer.temperature", "evaluate.temperature"):
-        if _get(cfg, key) < 0:
-            out.append(f"{key}={_get(cfg, key)}: expected a number >= 0")
-    adapter = cfg.evaluate.adapter
-    if adapter and Path(adapter).is_dir() and not (Path(adapter) / "adapter_config.json").is_file():
-        out.append(f"evaluate.adapter={adapter}: no adapter_config.json (expected a LoRA checkpoint-N folder)")
+    if cfg.data.source == "files" and not cfg.data.root:
+        out.append("data.root: required by bbuqc-infer with data.source=files (the image tree)")
+    if cfg.infer.temperature < 0:
+        out.append(f"infer.temperature={cfg.infer.temperature}: expected a number >= 0")
+    if not cfg.model.multimodal:
+        out.append(f"model={cfg.model.preset}: a text-only model (model.multimodal=false) cannot summarise "
+                   "images; Stage-A needs a VL model (e.g. model=tiny)")
+    return out
+
+
+def _check_evaluate(cfg: DictConfig) -> list[str]:
+    out = []
+    for key in ("evaluate.samples_per_group", "evaluate.batch_size", "evaluate.max_new_tokens"):
+        if _get(cfg, key) < 1:
+            out.append(f"{key}={_get(cfg, key)}: expected an integer >= 1")
+    if cfg.data.source == "files" and not cfg.data.stage_a_jsonl:
+        out.append("data.stage_a_jsonl: required by bbuqc-evaluate with data.source=files")
+    if cfg.evaluate.temperature < 0:
+        out.append(f"evaluate.temperature={cfg.evaluate.temperature}: expected a number >= 0")
     if cfg.evaluate.output_dir and Path(cfg.evaluate.output_dir).is_file():
         out.append(f"evaluate.output_dir={cfg.evaluate.output_dir}: is a file, expected a folder")
     return out
 
 
-CHECKS = (_check_choices, _check_rewards, _check_train, _check_chord, _check_lora, _check_paths, _check_compute, _check_infer)
+def _check_export(cfg: DictConfig) -> list[str]:
+    e, out = cfg.export, []
+    if not cfg.model.adapter:
+        out.append("model.adapter: required by bbuqc-export (the LoRA checkpoint folder to merge)")
+    if not e.output:
+        out.append("export.output: required (the folder to write the merged model to)")
+    elif Path(e.output).is_file():
+        out.append(f"export.output={e.output}: is a file, expected a folder")
+    elif Path(e.output).is_dir() and any(Path(e.output).iterdir()) and not e.overwrite:
+        out.append(f"export.output={e.output}: exists and is not empty (export.overwrite=true replaces it)")
+    return out
 
 
-def problems(cfg: DictConfig) -> list[str]:
-    return [line for check in CHECKS for line in check(cfg)]
+def _check_algo(cfg: DictConfig) -> list[str]:
+    out, d = [], cfg.data
+    if d.source == "files":
+        if cfg.task.name == "summary" and not d.summary_jsonl:
+            out.append("data.summary_jsonl: required for task=summary with data.source=files")
+        if cfg.task.name == "verdict" and not d.stage_a_jsonl:
+            out.append("data.stage_a_jsonl: required for task=verdict with data.source=files")
+    if cfg.algo.name == "sft" and cfg.chord.enabled:
+        out.append("chord=on: CHORD mixes SFT into GRPO; it needs algo=grpo (algo=sft is SFT already)")
+    if cfg.task.name == "summary" and not cfg.model.multimodal:
+        out.append(f"model={cfg.model.preset}: task=summary trains on images and needs a VL model "
+                   "(model.multimodal=false); e.g. model=tiny")
+    return out
 
 
-def validate(cfg: DictConfig) -> None:
-    found = problems(cfg)
+def _check_validation(cfg: DictConfig) -> list[str]:
+    from bbuqc.training.selection import validation_metric_names
+
+    t, out = cfg.train, []
+    if t.eval_steps is not None and t.eval_steps < 1:
+        out.append(f"train.eval_steps={t.eval_steps}: expected an integer >= 1 (or null: no validation)")
+    if t.early_stop_patience is not None:
+        if t.early_stop_patience < 1:
+            out.append(f"train.early_stop_patience={t.early_stop_patience}: expected an integer >= 1")
+        elif t.eval_steps is None:
+            out.append("train.early_stop_patience: needs train.eval_steps (early stopping watches validation)")
+    d = cfg.data
+    has_validation = d.val_fraction > 0 or bool(d.val_stage_a_jsonl if cfg.task.name == "verdict" else d.val_summary_jsonl)
+    if t.eval_steps is not None and not has_validation:
+        out.append(f"train.eval_steps={t.eval_steps}: no validation set; set data.val_fraction or "
+                   + ("data.val_stage_a_jsonl" if cfg.task.name == "verdict" else "data.val_summary_jsonl"))
+    names = validation_metric_names(cfg.task.name, list(reward_weights(cfg)))
+    if t.select_by is not None and t.select_by not in names:
+        out.append(f"train.select_by={t.select_by}: validation of task={cfg.task.name} does not produce it; "
+                   f"expected one of {', '.join(names)}")
+    if t.val_batch_size < 1:
+        out.append(f"train.val_batch_size={t.val_batch_size}: expected an integer >= 1")
+    return out
+
+
+# The nodes each command reads (choice checks are limited to them) and the checks it runs.
+COMMAND_NODES = {
+    "train": ("task", "algo", "model", "compute", "logger", "data", "lora", "train", "chord", "reward"),
+    "infer": ("model", "compute", "logger", "data", "infer"),
+    "evaluate": ("model", "compute", "logger", "data", "evaluate"),
+    "export": ("model", "compute", "export"),
+}
+COMMAND_CHECKS = {
+    "train": (_check_rewards, _check_train, _check_chord, _check_lora, _check_model, _check_data, _check_compute,
+              _check_algo, _check_validation),
+    "infer": (_check_model, _check_data, _check_compute, _check_infer),
+    "evaluate": (_check_model, _check_data, _check_compute, _check_evaluate),
+    "export": (_check_export_model, _check_export),
+}
+
+
+def problems(cfg: DictConfig, command: str) -> list[str]:
+    found = _check_choices(cfg, COMMAND_NODES[command])
+    if found:  # later checks compare values against the choices
+        return found
+    return [line for check in COMMAND_CHECKS[command] for line in check(cfg)]
+
+
+def validate(cfg: DictConfig, command: str) -> None:
+    found = problems(cfg, command)
     if found:
         raise ConfigError(found)

@@ -60,7 +60,8 @@ def _torch_dtype(dtype: Any) -> Any:
 
 
 def load_model_and_processor(path: str | Path, multimodal: bool, device: str = "cpu", dtype: Any = "float32",
-                             padding_side: str = "left") -> tuple[Any, Any]:
+                             padding_side: str = "left", adapter: str | Path | None = None,
+                             trust_remote_code: bool = False) -> tuple[Any, Any]:
     """Load ``(model, processor)`` from ``path`` in eval mode.
 
     ``multimodal=True``: ``AutoModelForImageTextToText`` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, ...) and
@@ -69,20 +70,28 @@ def load_model_and_processor(path: str | Path, multimodal: bool, device: str = "
 
     ``padding_side`` is set on the tokenizer: batched generation needs ``"left"``.
     ``device="auto"`` spreads the model with ``device_map="auto"``; anything else is a torch device.
+    ``adapter``: a LoRA checkpoint folder, merged into the weights with PEFT (``merge_and_unload``), so
+    generation costs the same as with the base model and equals what ``bbuqc-export`` writes.
+    ``trust_remote_code`` stays False unless ``model.trust_remote_code=true``: every supported family is
+    native to transformers, so a checkpoint never runs its own Python on load.
     """
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
     path = str(path)
-    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype)}
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "trust_remote_code": trust_remote_code}
     if device == "auto":
         kwargs["device_map"] = "auto"
     if multimodal:
-        processor = AutoProcessor.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
         tokenizer = processor.tokenizer
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     else:
-        processor = tokenizer = AutoTokenizer.from_pretrained(path)
+        processor = tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:  # not the case for Qwen, but generate() with batches needs one
         tokenizer.pad_token = tokenizer.eos_token

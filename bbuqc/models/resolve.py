@@ -1,9 +1,11 @@
-"""Which checkpoint folder a config means: a real one at `model.path`, or a tiny one built here."""
+"""Which model folders a config means: `model.path` (a real checkpoint, an export, or a tiny model built
+here) plus the optional LoRA checkpoint `model.adapter`. Every command resolves its model here."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -14,23 +16,39 @@ class ResolvedModel:
     model_type: str
     template: str
     multimodal: bool
+    adapter: str | None = None
 
 
-def resolve_model(cfg: DictConfig, *, multimodal: bool) -> ResolvedModel:
-    """`multimodal`: whether the job feeds images (Stage-A, task=summary).
-
-    The tiny preset serves both tasks: images need the tiny VL model, Stage-B text the
-    tiny text model. Both are built on first use and then loaded like any checkpoint.
-    """
+def tiny_kind(cfg: DictConfig) -> str | None:
+    """`vl` / `text` for the locally built presets without an explicit path, else None."""
     m = cfg.model
-    if m.preset != "tiny" or m.path:
-        return ResolvedModel(m.path, m.model_type, m.template, m.multimodal)
+    if m.path or not str(m.preset).startswith("tiny"):
+        return None
+    return "vl" if m.multimodal else "text"
+
+
+def model_dir(cfg: DictConfig) -> Path | None:
+    """The base model folder without building anything (a tiny model may not exist yet)."""
+    kind = tiny_kind(cfg)
+    if kind is None:
+        return Path(cfg.model.path) if cfg.model.path else None
+    from bbuqc.models.tiny import tiny_model_dir
+
+    return tiny_model_dir(kind)
+
+
+def resolve_model(cfg: DictConfig) -> ResolvedModel:
+    """The config's model, a tiny one built on first use. Both load like any checkpoint."""
+    m = cfg.model
+    adapter = str(Path(m.adapter).resolve()) if m.adapter else None
+    kind = tiny_kind(cfg)
+    if kind is None:
+        return ResolvedModel(m.path, m.model_type, m.template, m.multimodal, adapter)
     from bbuqc.models.tiny import SWIFT_TYPES, ensure_tiny_model, tiny_env
 
-    kind = "vl" if multimodal else "text"
-    if multimodal:
+    if kind == "vl":
         # ms-swift sizes Qwen-VL images from these, read once when the first processor loads
         for key, value in tiny_env().items():
             os.environ.setdefault(key, value)
     model_type, template = SWIFT_TYPES[kind]
-    return ResolvedModel(str(ensure_tiny_model(kind)), model_type, template, multimodal)
+    return ResolvedModel(str(ensure_tiny_model(kind)), model_type, template, m.multimodal, adapter)

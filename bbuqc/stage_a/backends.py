@@ -109,22 +109,24 @@ def pixel_bounds() -> dict[str, int]:
 _LOADED: dict[tuple, tuple[Any, Any]] = {}
 
 
-def load_hf(path: str | Path, device: str = "cpu", dtype: str = "fp32") -> tuple[Any, Any]:
-    """``(model, processor)``, loaded once per process and configuration."""
+def load_hf(path: str | Path, device: str = "cpu", dtype: str = "fp32",
+            adapter: str | Path | None = None) -> tuple[Any, Any]:
+    """``(model, processor)``, loaded once per process and configuration (a LoRA ``adapter`` merged in)."""
     from bbuqc.models.loading import load_model_and_processor
 
-    key = (str(path), device, dtype)
+    key = (str(path), device, dtype, str(adapter) if adapter else None)
     if key not in _LOADED:
         _LOADED[key] = load_model_and_processor(path, multimodal=True, device=device, dtype=dtype,
-                                                padding_side="left")
+                                                padding_side="left", adapter=adapter)
     return _LOADED[key]
 
 
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", dtype: str = "fp32"):
-        self.model, self.processor = load_hf(model_path, device, dtype)
+    def __init__(self, model_path: str | Path, device: str = "cpu", dtype: str = "fp32",
+                 adapter: str | Path | None = None):
+        self.model, self.processor = load_hf(model_path, device, dtype, adapter)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         if self.tokenizer.padding_side != "left":
             raise BackendError(f"{model_path}: batched generation needs left padding, "
@@ -185,7 +187,7 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model_path: str | Path, dtype: str = "bf16", gpu_memory_utilization: float = 0.9,
-                 max_model_len: int | None = None, seed: int = 0):
+                 max_model_len: int | None = None, seed: int = 0, adapter: str | Path | None = None):
         try:
             import vllm
         except ImportError:
@@ -206,6 +208,15 @@ class VLLMBackend:
         bounds = pixel_bounds()
         if bounds:
             engine_kwargs["mm_processor_kwargs"] = bounds
+        self.lora = None
+        if adapter:
+            # vLLM applies the LoRA per request (no merge); rank from the checkpoint so the engine sizes it
+            from vllm.lora.request import LoRARequest
+
+            from bbuqc.models.adapters import read_adapter
+
+            engine_kwargs.update(enable_lora=True, max_lora_rank=max(8, read_adapter(adapter).rank or 8))
+            self.lora = LoRARequest("adapter", 1, str(adapter))
         self.llm = vllm.LLM(**engine_kwargs)
         self._prompts: dict[str, str] = {}
 
@@ -218,13 +229,14 @@ class VLLMBackend:
         params = self._vllm.SamplingParams(temperature=settings.temperature, max_tokens=settings.max_new_tokens,
                                            skip_special_tokens=True)
         inputs = [{"prompt": text, "multi_modal_data": {"image": load_image(p)}} for p in images]
-        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        outputs = self.llm.generate(inputs, params, use_tqdm=False, lora_request=self.lora)
         return [o.outputs[0].text for o in outputs]
 
 
 def make_backend(name: str, model_path: str | Path, *, device: str = "cpu", precision: str = "fp32",
-                 gpu_memory_utilization: float = 0.9) -> Backend:
+                 gpu_memory_utilization: float = 0.9, adapter: str | Path | None = None) -> Backend:
     check_backend(name)
     if name == "vllm":
-        return VLLMBackend(model_path, dtype=precision, gpu_memory_utilization=gpu_memory_utilization)
-    return HFBackend(model_path, device=device, dtype=precision)
+        return VLLMBackend(model_path, dtype=precision, gpu_memory_utilization=gpu_memory_utilization,
+                           adapter=adapter)
+    return HFBackend(model_path, device=device, dtype=precision, adapter=adapter)

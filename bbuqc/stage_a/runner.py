@@ -324,12 +324,9 @@ def backend_for(cfg: DictConfig) -> Backend:
 
     from .backends import make_backend
 
-    model = resolve_model(cfg, multimodal=True)
-    if not model.multimodal:
-        raise StageAError(f"model={cfg.model.preset}: a text-only model (model.multimodal=false) cannot "
-                          "summarise images; Stage-A needs a VL model")
+    model = resolve_model(cfg)
     return make_backend(cfg.infer.backend, model.path, device=cfg.compute.device, precision=cfg.compute.precision,
-                        gpu_memory_utilization=cfg.compute.vllm_gpu_memory_utilization)
+                        gpu_memory_utilization=cfg.compute.vllm_gpu_memory_utilization, adapter=model.adapter)
 
 
 def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *, select: Iterable[Key] | None = None,

@@ -107,7 +107,7 @@ def settings_of(cfg: DictConfig) -> dict:
     return {
         "model": cfg.model.preset,
         "model_path": cfg.model.path,
-        "adapter": str(Path(ev.adapter).resolve()) if ev.adapter else None,
+        "adapter": str(Path(cfg.model.adapter).resolve()) if cfg.model.adapter else None,
         "samples_per_group": ev.samples_per_group,
         "temperature": ev.temperature,
         "max_new_tokens": ev.max_new_tokens,

@@ -1,14 +1,13 @@
 """Stage-B answers: a ``VerdictModel`` turns verdict prompts into raw answer texts.
 
 ``HFVerdictModel`` is the real one: the base model (``model=...``, tiny -> the tiny text
-Qwen2) plus an optional LoRA checkpoint (``evaluate.adapter``) merged in with PEFT,
+Qwen2) plus an optional LoRA checkpoint (``model.adapter``) merged in with PEFT,
 batched generation with left padding through the tokenizer's chat template. Tests
 use scripted doubles with the same ``answer`` method.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -102,35 +101,19 @@ class HFVerdictModel:
         return [[text] * n_samples for text in texts]
 
 
-def _adapter_base(adapter: Path) -> str | None:
-    try:
-        return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, ValueError):
-        return None
-
-
 def load_verdict_model(cfg: DictConfig) -> HFVerdictModel:
-    """The config's Stage-B model: base (``model``) + optional LoRA (``evaluate.adapter``)."""
+    """The config's Stage-B model: ``model.path`` + optional LoRA ``model.adapter`` (merged)."""
     from bbuqc.models.loading import load_model_and_processor
     from bbuqc.models.resolve import resolve_model
 
     ev = cfg.evaluate
-    resolved = resolve_model(cfg, multimodal=False)
+    resolved = resolve_model(cfg)
     model, processor = load_model_and_processor(
-        resolved.path, multimodal=resolved.multimodal, device=cfg.compute.device, dtype=cfg.compute.precision
+        resolved.path, multimodal=resolved.multimodal, device=cfg.compute.device, dtype=cfg.compute.precision,
+        adapter=resolved.adapter, trust_remote_code=cfg.model.trust_remote_code,
     )
     tokenizer = getattr(processor, "tokenizer", processor)  # a VL processor wraps the tokenizer
     tokenizer.padding_side = "left"
-    if ev.adapter:
-        from peft import PeftModel
-
-        adapter = Path(ev.adapter)
-        base = _adapter_base(adapter)
-        if base and Path(base).resolve() != Path(resolved.path).resolve():
-            log.warning("evaluate.adapter=%s was trained on %s; evaluating it on %s", adapter, base, resolved.path)
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
-        model.eval()
-        log.info("LoRA adapter %s merged into %s", adapter, resolved.path)
     if ev.samples_per_group > 1 and ev.temperature == 0:
         log.warning(
             "evaluate.samples_per_group=%d with evaluate.temperature=0: greedy samples are identical, "

@@ -11,7 +11,9 @@ Import-light on purpose: nothing here imports torch, ray, wandb or matplotlib at
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import warnings
@@ -63,9 +65,30 @@ def gpus_per_job(address: str | None = None, per_job: int | str = 1) -> int:
     return per_job if local_gpu_count() > 0 else 0
 
 
+JOB_DIRNAME_RESOLVER = "bbuqc_job_dirname"
+_UNSAFE = re.compile(r"[^\w.,=+@-]", re.UNICODE)
+MAX_DIRNAME = 120
+
+
+def job_dirname(num: int | str, override_dirname: str) -> str:
+    """A sweep job's folder: `<num>_<overrides>`, one flat readable name whatever the overrides.
+
+    Hydra's own `override_dirname` keeps `/` from path values, so `model.path=/models/x` would
+    nest folders; here every character a folder name should not carry becomes `_`, and a long
+    name is cut (with a hash of the whole, so two jobs never share a folder).
+    """
+    name = _UNSAFE.sub("_", str(override_dirname))
+    if len(name) > MAX_DIRNAME:
+        digest = hashlib.sha1(str(override_dirname).encode()).hexdigest()[:8]
+        name = f"{name[:MAX_DIRNAME]}-{digest}"
+    return f"{num}_{name}" if name else str(num)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver(GPUS_PER_JOB_RESOLVER):
         OmegaConf.register_new_resolver(GPUS_PER_JOB_RESOLVER, gpus_per_job)
+    if not OmegaConf.has_resolver(JOB_DIRNAME_RESOLVER):
+        OmegaConf.register_new_resolver(JOB_DIRNAME_RESOLVER, job_dirname)
 
 
 def quiet_launcher_schema_warning() -> None:

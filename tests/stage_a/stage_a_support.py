@@ -111,7 +111,7 @@ def compose(overrides: list[str]):
     from bbuqc.cli import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+        return hydra_compose(config_name="infer", overrides=overrides)
 
 
 def base_overrides(root: Path, output: Path, model: Path | None = None, **infer) -> list[str]:

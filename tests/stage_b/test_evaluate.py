@@ -258,7 +258,7 @@ def test_adapter_is_merged_and_generation_is_batched(synthetic_stage_a, tmp_path
     get_peft_model(model, lora).save_pretrained(checkpoint)
 
     messages = [g.row["messages"] for g in load_groups(synthetic_stage_a, max_rows=3)]
-    cfg = compose_cfg(synthetic_stage_a, tmp_path, f"evaluate.adapter={checkpoint}",
+    cfg = compose_cfg(synthetic_stage_a, tmp_path, f"model.adapter={checkpoint}",
                       "evaluate.max_new_tokens=3", "evaluate.temperature=1.0")
     tuned = load_verdict_model(cfg)
     name = "model.layers.0.self_attn.q_proj.weight"
@@ -287,16 +287,16 @@ def test_adapter_folder_without_adapter_config_is_rejected(tmp_path):
 
     (tmp_path / "ckpt").mkdir()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"evaluate.adapter={tmp_path / 'ckpt'}"])
-    assert problems(cfg) == [
-        f"evaluate.adapter={tmp_path / 'ckpt'}: no adapter_config.json (expected a LoRA checkpoint-N folder)"
+        cfg = compose(config_name="evaluate", overrides=[f"model.adapter={tmp_path / 'ckpt'}"])
+    assert problems(cfg, "evaluate") == [
+        f"model.adapter={tmp_path / 'ckpt'}: no adapter_config.json (expected a LoRA checkpoint-N folder of a bbuqc-train run)"
     ]
 
 
 @pytest.mark.slow
 def test_checkpoint_from_train_task_verdict_evaluates(synthetic_stage_a, tmp_path):
     """The documented workflow: `python -m bbuqc.train task=verdict reward=verdict`, then
-    `python -m bbuqc.evaluate evaluate.adapter=<run>/checkpoint-N`."""
+    `python -m bbuqc.evaluate model.adapter=<run>/checkpoint-N`."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)}
     train_dir = tmp_path / "train"
     done = subprocess.run(
@@ -308,7 +308,7 @@ def test_checkpoint_from_train_task_verdict_evaluates(synthetic_stage_a, tmp_pat
     checkpoint = train_dir / "checkpoint-2"
     assert (checkpoint / "adapter_config.json").is_file()
     out = tmp_path / "eval"
-    done = _cli([*_synthetic_args(synthetic_stage_a, out), f"evaluate.adapter={checkpoint}", "data.max_rows=8"],
+    done = _cli([*_synthetic_args(synthetic_stage_a, out), f"model.adapter={checkpoint}", "data.max_rows=8"],
                 tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "LoRA adapter" in done.stdout + done.stderr

@@ -99,7 +99,7 @@ def make_inputs(folder: Path, table=TABLE) -> tuple[list[Path], dict[str, list[s
 def compose_cfg(files: list[Path], out_dir: Path, *extra: str):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
-            config_name="config",
+            config_name="evaluate",
             overrides=[
                 f"data.stage_a_jsonl=[{','.join(str(f) for f in files)}]",
                 f"evaluate.output_dir={out_dir}",
@@ -111,7 +111,7 @@ def compose_cfg(files: list[Path], out_dir: Path, *extra: str):
                 *extra,
             ],
         )
-    assert problems(cfg) == []
+    assert problems(cfg, "evaluate") == []
     return cfg
 
 

@@ -182,7 +182,7 @@ def test_gpus_per_job(monkeypatch, env, address, per_job, expected):
 
 def _launcher(overrides: list[str]):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
 
 
@@ -203,7 +203,7 @@ def test_ray_launcher_config(monkeypatch):
 def test_jobs_tell_ms_swift_to_run_in_process():
     # inside a Ray worker ms-swift reads its worker group from here (KeyError without it)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
+        cfg = compose(config_name="train", overrides=["hydra/launcher=ray"], return_hydra_config=True)
     assert cfg.hydra.job.env_set.RAY_SWIFT_GROUP == "default"
 
 
@@ -240,7 +240,7 @@ def test_slurm_jobs_ask_for_one_gpu_each(tmp_path, monkeypatch):
 def test_named_sweeps_define_their_axes():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         params = {
-            name: compose(config_name="config", overrides=[f"+experiment={name}"], return_hydra_config=True).hydra.sweeper.params
+            name: compose(config_name="train", overrides=[f"experiment={name}"], return_hydra_config=True).hydra.sweeper.params
             for name in ("reward_weights", "lora_k", "sweep_smoke")
         }
     assert params["reward_weights"]["reward.weights.summary.header"] == "1,2,4"
@@ -266,7 +266,7 @@ def test_four_job_sweep_basic_launcher(session_cache, tmp_path):
 @pytest.mark.slow
 def test_four_job_sweep_ray_launcher_on_cpu(session_cache, tmp_path):
     sweep_dir = tmp_path / "ray"
-    proc = sweep(sweep_dir, "+experiment=sweep_smoke", *RAY)
+    proc = sweep(sweep_dir, "experiment=sweep_smoke", *RAY)
     check_four_job_sweep(proc, sweep_dir, group="sweep_smoke")
     assert "Ray Launcher is launching 4 jobs" in proc.stdout + proc.stderr
 

@@ -3,6 +3,7 @@
 - CHORD's mu is logged every step (ms-swift computes it but never logs it). It goes through
   the trainer's own metric buffer, so it lands in logging.jsonl and W&B like any metric.
 - The trainable parameters are counted and listed once, so a run proves what LoRA touched.
+- Held-out validation and the best checkpoint (bbuqc/training/validation.py) when train.eval_steps is set.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ class TrainableParamsCallback(TrainerCallback):
                 self.wandb_run.summary.update({"params/trainable": count, "params/total": total})
 
 
-def bbuqc_callbacks(cfg: DictConfig, trainer, wandb_run=None) -> list[TrainerCallback]:
-    callbacks: list[TrainerCallback] = [TrainableParamsCallback(trainer, Path(trainer.args.output_dir), wandb_run)]
-    if cfg.chord.enabled:
+def bbuqc_callbacks(cfg: DictConfig, trainer, inputs, wandb_run=None) -> list[TrainerCallback]:
+    run_dir = Path(trainer.args.output_dir)
+    callbacks: list[TrainerCallback] = [TrainableParamsCallback(trainer, run_dir, wandb_run)]
+    if cfg.chord.enabled and cfg.algo.name == "grpo":
         callbacks.append(ChordMuCallback(trainer, cfg.chord))
+    if inputs.validation is not None and cfg.train.eval_steps:
+        from bbuqc.training.validation import ValidationCallback
+
+        callbacks.append(ValidationCallback(cfg, trainer, inputs.validation, run_dir))
     return callbacks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from swift.rewards import orms
 
-from bbuqc.grpo.rewards import register_rewards
+from bbuqc.training.rewards import register_rewards
 from bbuqc.rewards import get_reward
 
 

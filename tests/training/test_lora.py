@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bbuqc.grpo.lora import last_k_target_regex, linear_module_names, llm_block_prefix
+from bbuqc.training.lora import last_k_target_regex, linear_module_names, llm_block_prefix
 
 
 def _save(config, tmp_path):

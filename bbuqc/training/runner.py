@@ -1,8 +1,8 @@
-"""`python -m bbuqc.train`: the validated config tree -> an ms-swift GRPO run.
+"""`python -m bbuqc.train`: the validated config tree -> an ms-swift GRPO or SFT run.
 
-The training loop is ms-swift's (SwiftRLHF, the class behind `rlhf_main`); this module
-prepares the inputs (model folder, data, LoRA regex, reward registration), opens the W&B
-run and attaches bbuqc's callbacks.
+The training loop is ms-swift's (SwiftRLHF, the class behind `rlhf_main`, for algo=grpo; SwiftSft,
+behind `sft_main`, for algo=sft); this module prepares the inputs (model folder and adapter, data and
+validation rows, LoRA regex, reward registration), opens the W&B run and attaches bbuqc's callbacks.
 """
 
 from __future__ import annotations
@@ -35,42 +35,50 @@ def run(cfg: DictConfig) -> dict | None:
 
 def prepare(cfg: DictConfig, run_dir: Path):
     from bbuqc.config.validate import reward_weights
-    from bbuqc.grpo.args import RunInputs
-    from bbuqc.grpo.data import prepare_datasets
-    from bbuqc.grpo.lora import last_k_target_regex, linear_module_names
-    from bbuqc.grpo.rewards import register_rewards
     from bbuqc.models.resolve import resolve_model
+    from bbuqc.training.args import RunInputs
+    from bbuqc.training.data import prepare_datasets
+    from bbuqc.training.lora import last_k_target_regex, linear_module_names
+    from bbuqc.training.rewards import register_rewards
 
-    model = resolve_model(cfg, multimodal=cfg.task.name == "summary")
+    model = resolve_model(cfg)
     regex, targets = last_k_target_regex(linear_module_names(model.path), cfg.lora.last_k)
     log.info("LoRA on the last %d LLM blocks: %d Linear modules", cfg.lora.last_k, len(targets))
-    dataset, sft_dataset = prepare_datasets(cfg, run_dir / "data")
-    register_rewards(list(reward_weights(cfg)))
+    data = prepare_datasets(cfg, run_dir / "data")
+    if cfg.algo.name == "grpo":
+        register_rewards(list(reward_weights(cfg)))
     return RunInputs(
         run_dir=run_dir,
         model_dir=model.path,
         model_type=model.model_type,
         template=model.template,
-        dataset=dataset,
+        dataset=data.train,
         lora_regex=regex,
-        chord_sft_dataset=sft_dataset,
+        chord_sft_dataset=data.chord_sft,
+        adapter=model.adapter,
+        validation=data.validation,
     )
 
 
 def train(cfg: DictConfig, inputs, wandb=None) -> dict:
-    from swift import RLHFArguments
-    from swift.pipelines.train.rlhf import SwiftRLHF
+    """One ms-swift pipeline (SwiftRLHF for GRPO, SwiftSft for SFT) with bbuqc's callbacks attached."""
+    from bbuqc.training.args import swift_kwargs
+    from bbuqc.training.callbacks import bbuqc_callbacks
 
-    from bbuqc.grpo.args import rlhf_kwargs
-    from bbuqc.grpo.callbacks import bbuqc_callbacks
+    if cfg.algo.name == "grpo":
+        from swift import RLHFArguments as Arguments
+        from swift.pipelines.train.rlhf import SwiftRLHF as Base
+    else:
+        from swift import SftArguments as Arguments
+        from swift.pipelines.train.sft import SwiftSft as Base
 
-    class Pipeline(SwiftRLHF):
+    class Pipeline(Base):
         def train(self, trainer):
-            for callback in bbuqc_callbacks(cfg, trainer, wandb):
+            for callback in bbuqc_callbacks(cfg, trainer, inputs, wandb):
                 trainer.add_callback(callback)
             return super().train(trainer)
 
-    return Pipeline(RLHFArguments(**rlhf_kwargs(cfg, inputs))).main()
+    return Pipeline(Arguments(**swift_kwargs(cfg, inputs))).main()
 
 
 def _launch_distributed(cfg: DictConfig, run_dir: Path) -> None:

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 import bbuqc.config.store  # noqa: F401
 from bbuqc.cli import CONF_DIR
 from bbuqc.config.validate import problems
-from bbuqc.grpo.args import RunInputs, rlhf_kwargs
+from bbuqc.training.args import RunInputs, swift_kwargs
 
 INPUTS = RunInputs(
     run_dir=Path("/runs/r1"), model_dir="/models/m", model_type="qwen2_5_vl", template="qwen2_5_vl",
@@ -20,9 +20,9 @@ INPUTS = RunInputs(
 
 def kwargs(*overrides: str) -> dict:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    assert problems(cfg) == [], problems(cfg)
-    return rlhf_kwargs(cfg, INPUTS)
+        cfg = compose(config_name="train", overrides=list(overrides))
+    assert problems(cfg, "train") == [], problems(cfg, "train")
+    return swift_kwargs(cfg, INPUTS)
 
 
 def test_default_cpu_mapping():
@@ -46,6 +46,7 @@ def test_default_cpu_mapping():
         "learning_rate": 1e-4, "max_steps": 7, "seed": 42, "data_seed": 42,
         "output_dir": "/runs/r1", "add_version": False, "save_strategy": "steps", "save_steps": 2,
         "save_only_model": False, "logging_steps": 1, "report_to": ["wandb"], "resume_from_checkpoint": None,
+        "eval_strategy": "no",
         "bf16": False, "fp16": False, "use_cpu": True, "gradient_checkpointing": False,
     }
 
@@ -102,3 +103,29 @@ def test_ms_swift_accepts_the_mapping():
     fields = {f.name for f in dataclasses.fields(RLHFArguments)}
     for preset in ["cpu", *GPU]:
         assert set(kwargs(f"compute={preset}", "chord=on")) <= fields
+
+
+def test_sft_maps_to_train_arguments_without_grpo_fields():
+    from dataclasses import fields
+
+    from swift import SftArguments
+
+    kw = kwargs("algo=sft", "task=verdict")
+    assert "rlhf_type" not in kw and not [k for k in kw if k.startswith(("reward", "num_generations", "chord_"))]
+    # the same LoRA, data, outputs and optimiser as GRPO
+    grpo = kwargs("task=verdict")
+    shared = ("target_regex", "lora_rank", "freeze_vit", "freeze_aligner", "dataset", "output_dir", "save_steps",
+              "learning_rate", "max_steps", "resume_from_checkpoint")
+    assert {k: kw[k] for k in shared} == {k: grpo[k] for k in shared}
+    # every key is an ms-swift SFT argument
+    assert set(kw) <= {f.name for f in fields(SftArguments)}
+
+
+def test_an_adapter_is_continued_not_merged(tmp_path):
+    from dataclasses import replace
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["task=verdict"])
+    kw = swift_kwargs(cfg, replace(INPUTS, adapter="/runs/sft/checkpoint-8"))
+    assert kw["adapters"] == ["/runs/sft/checkpoint-8"]
+    assert "adapters" not in swift_kwargs(cfg, INPUTS)

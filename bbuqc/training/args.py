@@ -1,6 +1,6 @@
 """The one place where the config tree becomes ms-swift arguments.
 
-Every ms-swift argument name bbuqc uses lives in this module. `rlhf_kwargs` is pure (no
+Every ms-swift argument name bbuqc uses lives in this module. `swift_kwargs` is pure (no
 ms-swift import) so the mapping of every preset, GPU ones included, is testable on CPU.
 """
 
@@ -25,23 +25,32 @@ class RunInputs:
     model_dir: str
     model_type: str
     template: str
-    dataset: Path  # GRPO rows (JSONL)
+    dataset: Path  # training rows (JSONL): GRPO prompts + reward columns, or SFT conversations
     lora_regex: str
     chord_sft_dataset: Path | None = None
+    adapter: str | None = None  # a LoRA checkpoint to continue (model.adapter)
+    validation: Path | None = None  # held-out rows, read by bbuqc's validation callback
 
 
-def rlhf_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
-    t, c, lora, chord = cfg.train, cfg.compute, cfg.lora, cfg.chord
-    weights = reward_weights(cfg)
+def swift_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
+    """The ms-swift arguments of the run: `RLHFArguments` for algo=grpo, `TrainArguments` for algo=sft."""
+    kw = _common_kwargs(cfg, inputs)
+    kw.update(_grpo_kwargs(cfg, inputs) if cfg.algo.name == "grpo" else _sft_kwargs(cfg))
+    kw.update(_compute_kwargs(cfg.compute))
+    return kw
+
+
+def _common_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
+    """What SFT and GRPO share: model, LoRA, data, optimiser, outputs."""
+    t, lora = cfg.train, cfg.lora
     kw: dict[str, Any] = {
-        "rlhf_type": "grpo",
         # model: a local folder, never the hub
         "model": inputs.model_dir,
         "model_type": inputs.model_type,
         "template": inputs.template,
         "check_model": False,
         "use_hf": True,
-        "torch_dtype": DTYPES[c.precision],
+        "torch_dtype": DTYPES[cfg.compute.precision],
         # LoRA on the last K LLM blocks: the regex alone decides (vision/aligner never match)
         "tuner_type": "lora",
         "target_regex": inputs.lora_regex,
@@ -50,23 +59,15 @@ def rlhf_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "lora_dropout": lora.dropout,
         "freeze_vit": True,
         "freeze_aligner": True,
-        # data: rows prepared by bbuqc.data, kept whole so rewards get their columns
+        # data: rows prepared by bbuqc.training.data, kept whole so rewards get their columns
         "dataset": [str(inputs.dataset)],
         "split_dataset_ratio": 0.0,
         "remove_unused_columns": False,
         "dataset_num_proc": 1,
         "dataloader_num_workers": t.dataloader_num_workers,
         "max_length": t.max_length,
-        # GRPO
-        "reward_funcs": list(weights),
-        "reward_weights": [float(w) for w in weights.values()],
-        "num_generations": t.num_generations,
-        "generation_batch_size": effective_generation_batch_size(cfg),
         "per_device_train_batch_size": t.per_device_batch_size,
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
-        "max_completion_length": t.max_completion_length,
-        "temperature": t.temperature,
-        "beta": t.beta,
         "learning_rate": t.learning_rate,
         "max_steps": t.max_steps,
         "seed": t.seed,
@@ -80,8 +81,29 @@ def rlhf_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "logging_steps": t.logging_steps,
         "report_to": ["wandb"] if cfg.logger.backend == "wandb" else [],
         "resume_from_checkpoint": t.resume_from,
+        # validation is bbuqc's own callback (generation + business metrics), not the trainer's eval loop
+        "eval_strategy": "no",
     }
-    kw.update(_compute_kwargs(c))
+    if inputs.adapter:
+        # ms-swift loads it with PEFT as trainable: training continues this LoRA (its rank and target
+        # modules), it is not merged first. lora.* must agree with it (checked before weights load).
+        kw["adapters"] = [inputs.adapter]
+    return kw
+
+
+def _grpo_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
+    t, chord = cfg.train, cfg.chord
+    weights = reward_weights(cfg)
+    kw: dict[str, Any] = {
+        "rlhf_type": "grpo",
+        "reward_funcs": list(weights),
+        "reward_weights": [float(w) for w in weights.values()],
+        "num_generations": t.num_generations,
+        "generation_batch_size": effective_generation_batch_size(cfg),
+        "max_completion_length": t.max_completion_length,
+        "temperature": t.temperature,
+        "beta": t.beta,
+    }
     if chord.enabled:
         kw.update(
             {
@@ -95,6 +117,11 @@ def rlhf_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
             }
         )
     return kw
+
+
+def _sft_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    # the loss is on the assistant turn only (ms-swift's default loss_scale for SFT)
+    return {"task_type": "causal_lm"}
 
 
 def _compute_kwargs(c: DictConfig) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Training inputs on disk: the rows ms-swift trains on, CHORD's SFT rows and the held-out validation
+rows, in the run folder (`data/`), so every run keeps the exact data it saw.
+
+Rows are built with HF `datasets` by bbuqc.data.rows. The validation set is never trained on: explicit
+files (`data.val_stage_a_jsonl` / `data.val_summary_jsonl`, which must share no group with the training
+data), or `data.val_fraction` of the groups, chosen by a hash of the group id, so the split is the same
+on every machine and for every run over the same groups, whatever their order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from bbuqc.data.sources import stage_a_files, summary_rows_source
+from bbuqc.errors import InputError
+
+
+class TrainingDataError(InputError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train: Path  # rows for ms-swift (GRPO: prompts + reward columns; SFT: + the assistant answer)
+    validation: Path | None  # held-out rows (bbuqc's validation callback reads them)
+    chord_sft: Path | None = None
+
+
+def group_of(row: dict) -> str:
+    """The group a row belongs to: verdict rows carry it; a summary row's image sits in its group folder."""
+    if row.get("group_id"):
+        return f"{row.get('mission', '')}/{row['group_id']}"
+    return f"{row.get('mission', '')}/{Path(row['images'][0]).parent.name}"
+
+
+def split_by_group(rows, fraction: float) -> tuple[list[int], list[int]]:
+    """(train indices, validation indices): round(fraction x groups) groups (at least one) go to
+    validation, the ones whose sha1(group id) is smallest."""
+    groups = sorted({group_of(r) for r in rows})
+    n_val = max(1, round(fraction * len(groups)))
+    held_out = set(sorted(groups, key=lambda g: hashlib.sha1(g.encode()).hexdigest())[:n_val])
+    train, val = [], []
+    for i, row in enumerate(rows):
+        (val if group_of(row) in held_out else train).append(i)
+    return train, val
+
+
+def _rows(cfg: DictConfig, *, validation: bool):
+    from bbuqc.data.rows import summary_dataset, verdict_dataset
+
+    d = cfg.data
+    if cfg.task.name == "summary":
+        source = d.val_summary_jsonl if validation else summary_rows_source(cfg)
+        return summary_dataset(source, max_rows=None if validation else d.max_rows)
+    files = d.val_stage_a_jsonl if validation else stage_a_files(cfg)
+    return verdict_dataset(files, max_rows=None if validation else d.max_rows)
+
+
+def explicit_validation(cfg: DictConfig) -> bool:
+    return bool(cfg.data.val_stage_a_jsonl if cfg.task.name == "verdict" else cfg.data.val_summary_jsonl)
+
+
+def source_datasets(cfg: DictConfig):
+    """(training rows, validation rows or None) as `datasets.Dataset`s; every input read and checked."""
+    train = _rows(cfg, validation=False)
+    if explicit_validation(cfg):
+        val = _rows(cfg, validation=True)
+        shared = sorted({group_of(r) for r in train} & {group_of(r) for r in val})
+        if shared:
+            field = "data.val_stage_a_jsonl" if cfg.task.name == "verdict" else "data.val_summary_jsonl"
+            raise TrainingDataError(
+                f"{field}: {len(shared)} validation groups are also in the training data "
+                f"(e.g. {', '.join(shared[:3])}); validation must be held out"
+            )
+        return train, val
+    if cfg.data.val_fraction > 0:
+        train_idx, val_idx = split_by_group(train, cfg.data.val_fraction)
+        n_groups = len({group_of(r) for r in train})
+        if not train_idx:
+            raise TrainingDataError(
+                f"data.val_fraction={cfg.data.val_fraction}: all {n_groups} groups went to validation; "
+                "nothing is left to train on"
+            )
+        return train.select(train_idx), train.select(val_idx)
+    return train, None
+
+
+def check_references(ds, cfg: DictConfig) -> None:
+    """SFT learns the rows' reference outputs: every row needs one."""
+    for i, solution in enumerate(ds["solution"] if "solution" in ds.column_names else [None] * len(ds)):
+        if not isinstance(solution, str) or not solution.strip():
+            raise TrainingDataError(
+                f"algo=sft: training row {i} (task={cfg.task.name}) has no reference output ('solution'); "
+                "SFT needs one per row"
+            )
+
+
+def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
+    from bbuqc.data.rows import sft_messages
+
+    train, val = source_datasets(cfg)  # reads and checks every input before anything is written
+    sft = cfg.algo.name == "sft"
+    if sft:
+        check_references(train, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    val_path = None
+    if val is not None:
+        val_path = out_dir / "validation.jsonl"
+        val.to_json(str(val_path), force_ascii=False, lines=True)
+    if sft or cfg.chord.enabled:
+        # the same rows answered with their reference outputs (SFT's targets, CHORD's expert data)
+        answered = train.map(lambda row: {"messages": sft_messages(row)})
+        answered = answered.select_columns([c for c in ("messages", "images") if c in answered.column_names])
+    train_path = out_dir / "train.jsonl"
+    (answered if sft else train).to_json(str(train_path), force_ascii=False, lines=True)
+    if sft or not cfg.chord.enabled:
+        return TrainingData(train_path, val_path)
+    sft_path = out_dir / "chord_sft.jsonl"
+    answered.to_json(str(sft_path), force_ascii=False, lines=True)
+    return TrainingData(train_path, val_path, sft_path)

@@ -1,0 +1,196 @@
+"""Held-out validation while training, and the best checkpoint.
+
+Every `train.eval_steps` steps the model being trained answers the validation rows greedily and the
+answers are scored with the evaluation code (`bbuqc.stage_b.metrics` for verdicts: accuracy,
+false-pass / false-fail / invalid rates and the `verdict.*` means; every `summary.*` reward for
+summaries). The figures go through the trainer's own log (so `logging.jsonl` and W&B get them under
+`val/`) and to `validation.jsonl` in the run folder.
+
+A validated step is always saved. When it is a new best by `train.select_by`, the trainer's
+`best_global_step` is set before the save, so transformers records it as `best_model_checkpoint` and
+its checkpoint rotation (`save_total_limit`) never deletes it; the run folder gets a
+`best-checkpoint` link and `best_checkpoint.json`. `train.early_stop_patience` stops training after
+that many validations without a new best.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from transformers import TrainerCallback
+
+from bbuqc.atomic import write_json_atomic
+from bbuqc.training.selection import VAL, BestTracker, greater_is_better, select_metric
+
+log = logging.getLogger(__name__)
+
+BEST_LINK = "best-checkpoint"
+BEST_JSON = "best_checkpoint.json"
+HISTORY = "validation.jsonl"
+
+
+def verdict_figures(rows: list[dict], answers: list[str]) -> dict[str, float]:
+    """The business figures of one answer per group, computed as `bbuqc-evaluate` computes them."""
+    from bbuqc.stage_b.metrics import group_stats, score_answers
+
+    records = [
+        {"label": row["group_label"], "answers": [a], "rewards": score_answers([a], row["group_label"], row["summaries"])}
+        for row, a in zip(rows, answers)
+    ]
+    stats = group_stats(records)
+    figures = {k: stats[k] for k in ("accuracy", "false_pass_rate", "false_fail_rate", "invalid_rate")}
+    figures.update(stats["rewards"])
+    return {f"{VAL}{k}": float(v) for k, v in figures.items() if v is not None}
+
+
+def summary_figures(rows: list[dict], answers: list[str]) -> dict[str, float]:
+    """The mean of every `summary.*` reward over the validation images, called as GRPO calls them."""
+    from bbuqc.rewards import get_reward, reward_names
+
+    columns = {key: [row.get(key) for row in rows] for key in rows[0] if key != "messages"}
+    out = {}
+    for rid in reward_names():
+        if rid.startswith("summary."):
+            values = get_reward(rid)(list(answers), **columns)
+            out[f"{VAL}{rid}"] = float(sum(values) / len(values))
+    return out
+
+
+class Generator:
+    """Greedy answers of the model being trained, batched with left padding like `bbuqc-evaluate`."""
+
+    def __init__(self, model: Any, processor: Any, task: str, max_new_tokens: int, batch_size: int):
+        self.model, self.processor, self.task = model, processor, task
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    def answers(self, rows: list[dict]) -> list[str]:
+        import torch
+
+        was_training, side = self.model.training, self.tokenizer.padding_side
+        self.model.eval()
+        self.tokenizer.padding_side = "left"
+        try:
+            out: list[str] = []
+            with torch.inference_mode():
+                for start in range(0, len(rows), self.batch_size):
+                    out += self._batch(rows[start : start + self.batch_size])
+            return out
+        finally:
+            self.tokenizer.padding_side = side
+            self.model.train(was_training)
+
+    def _batch(self, rows: list[dict]) -> list[str]:
+        if self.task == "summary":
+            # the Stage-A prompt and image loading: validation measures what bbuqc-infer will produce
+            from bbuqc.missions import MISSIONS
+            from bbuqc.stage_a.backends import load_image, render_prompt
+
+            texts = [render_prompt(self.processor, MISSIONS[r["mission"]]) for r in rows]
+            images = [load_image(r["images"][0]) for r in rows]
+            enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        else:
+            texts = [self.tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
+                     for r in rows]
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.model.device)
+        gen = self.model.generate(
+            **enc, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class ValidationCallback(TrainerCallback):
+    def __init__(self, cfg: DictConfig, trainer, validation_rows: Path, run_dir: Path, answer=None):
+        t = cfg.train
+        self.trainer = trainer
+        self.task = cfg.task.name
+        self.every = t.eval_steps
+        self.patience = t.early_stop_patience
+        self.rows = read_rows(validation_rows)
+        self.run_dir = run_dir
+        metric = select_metric(self.task, t.select_by)
+        self.best = BestTracker(metric, greater_is_better(metric, t.select_greater_is_better))
+        self._answer = answer  # tests: a scripted `rows -> answers`; else the model being trained
+        self._max_new_tokens = t.val_max_new_tokens or t.max_completion_length
+        self._batch_size = t.val_batch_size
+
+    def _answers(self) -> list[str]:
+        if self._answer is not None:
+            return self._answer(self.rows)
+        template = getattr(self.trainer, "template", None)
+        processor = getattr(template, "processor", None) or self.trainer.processing_class
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        return Generator(model, processor, self.task, self._max_new_tokens, self._batch_size).answers(self.rows)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # a resumed run continues the best so far (transformers restored best_global_step / best_metric)
+        if state.best_global_step and state.best_metric is not None:
+            self.best.best_step, self.best.best_value = state.best_global_step, state.best_metric
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.every or state.global_step % self.every:
+            return control
+        figures = self.validate(state.global_step)
+        if self.best.update(state.global_step, figures.get(self.best.metric)):
+            # set before the save that follows, so transformers protects this checkpoint from rotation
+            state.best_global_step = state.global_step
+            state.best_metric = self.best.best_value
+        control.should_save = control.should_log = True
+        if self.patience and self.best.since_best >= self.patience:
+            log.info("early stop at step %d: %s has not improved for %d validations (best %s at step %s)",
+                     state.global_step, self.best.metric, self.patience, self.best.best_value, self.best.best_step)
+            control.should_training_stop = True
+        return control
+
+    def validate(self, step: int) -> dict[str, float]:
+        answers = self._answers()
+        figures = (verdict_figures if self.task == "verdict" else summary_figures)(self.rows, answers)
+        figures[f"{VAL}n"] = float(len(self.rows))
+        if self.trainer.is_world_process_zero():
+            with (self.run_dir / HISTORY).open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, **figures}, ensure_ascii=False) + "\n")
+        self._log(figures)
+        return figures
+
+    def _log(self, figures: dict[str, float]) -> None:
+        # ms-swift's trainers buffer metrics and flush them into the step's own log line, which is how
+        # they reach logging.jsonl and W&B beside the loss: GRPO keeps lists (`_metrics`), SFT running
+        # means (`custom_metrics`). A validated step is always a logged step.
+        grpo_buffer = getattr(self.trainer, "_metrics", None)
+        for key, value in figures.items():
+            if isinstance(grpo_buffer, dict) and "train" in grpo_buffer:
+                grpo_buffer["train"][key].append(value)
+            else:
+                self.trainer.custom_metrics["train"][key].update(value)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.best.best_step is None or not state.is_world_process_zero:
+            return control
+        checkpoint = self.run_dir / f"checkpoint-{self.best.best_step}"
+        if checkpoint.is_dir():
+            record_best(self.run_dir, checkpoint, self.best.best_step, self.best.metric, self.best.best_value)
+        return control
+
+
+def record_best(run_dir: Path, checkpoint: Path, step: int, metric: str, value: float | None) -> None:
+    """`best-checkpoint` -> checkpoint-N (relative, so the run folder can move) and best_checkpoint.json."""
+    link = run_dir / BEST_LINK
+    tmp = run_dir / f".{BEST_LINK}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(checkpoint.name, tmp)
+    os.replace(tmp, link)  # atomic: the link always names a complete checkpoint
+    info = {"step": step, "metric": metric, "value": value, "checkpoint": str(checkpoint.resolve())}
+    write_json_atomic(run_dir / BEST_JSON, info)
