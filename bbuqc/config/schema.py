@@ -89,6 +89,7 @@ class TrainConfig:
     beta: float = 0.04
     seed: int = 42
     save_steps: int = 2
+    save_total_limit: int | None = None  # keep at most this many checkpoints (never the best one); null: all
     logging_steps: int = 1
     resume_from: str | None = None
     dataloader_num_workers: int = 0

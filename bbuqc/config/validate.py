@@ -118,6 +118,8 @@ def _check_train(cfg: DictConfig) -> list[str]:
             f"train.generation_batch_size={generation_batch}: must be divisible by "
             f"train.per_device_batch_size={t.per_device_batch_size} x compute.nproc_per_node={world}"
         )
+    if t.save_total_limit is not None and t.save_total_limit < 1:
+        out.append(f"train.save_total_limit={t.save_total_limit}: expected an integer >= 1 (or null: keep all)")
     if not t.learning_rate > 0:
         out.append(f"train.learning_rate={t.learning_rate}: expected a number > 0")
     if not t.temperature > 0:

@@ -77,6 +77,7 @@ def _common_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "add_version": False,
         "save_strategy": "steps",
         "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
         "save_only_model": False,  # optimizer + RNG state: a resumed run continues exactly
         "logging_steps": t.logging_steps,
         "report_to": ["wandb"] if cfg.logger.backend == "wandb" else [],

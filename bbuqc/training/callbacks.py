@@ -59,5 +59,5 @@ def bbuqc_callbacks(cfg: DictConfig, trainer, inputs, wandb_run=None) -> list[Tr
     if inputs.validation is not None and cfg.train.eval_steps:
         from bbuqc.training.validation import ValidationCallback
 
-        callbacks.append(ValidationCallback(cfg, trainer, inputs.validation, run_dir))
+        callbacks.append(ValidationCallback(cfg, trainer, inputs.validation, run_dir, wandb_run))
     return callbacks

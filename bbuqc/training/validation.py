@@ -112,7 +112,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 class ValidationCallback(TrainerCallback):
-    def __init__(self, cfg: DictConfig, trainer, validation_rows: Path, run_dir: Path, answer=None):
+    def __init__(self, cfg: DictConfig, trainer, validation_rows: Path, run_dir: Path, wandb_run=None, answer=None):
         t = cfg.train
         self.trainer = trainer
         self.task = cfg.task.name
@@ -120,6 +120,7 @@ class ValidationCallback(TrainerCallback):
         self.patience = t.early_stop_patience
         self.rows = read_rows(validation_rows)
         self.run_dir = run_dir
+        self.wandb_run = wandb_run
         metric = select_metric(self.task, t.select_by)
         self.best = BestTracker(metric, greater_is_better(metric, t.select_greater_is_better))
         self._answer = answer  # tests: a scripted `rows -> answers`; else the model being trained
@@ -162,6 +163,10 @@ class ValidationCallback(TrainerCallback):
             with (self.run_dir / HISTORY).open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": step, **figures}, ensure_ascii=False) + "\n")
         self._log(figures)
+        if self.wandb_run is not None:
+            # under val/ as named (transformers' own W&B callback files trainer logs under train/, so the
+            # same figures also appear there as train/val/...); stepped like every trainer metric
+            self.wandb_run.log({**figures, "train/global_step": step})
         return figures
 
     def _log(self, figures: dict[str, float]) -> None:

@@ -44,7 +44,7 @@ def test_default_cpu_mapping():
         "num_generations": 2, "generation_batch_size": 4, "per_device_train_batch_size": 4,
         "gradient_accumulation_steps": 1, "max_completion_length": 48, "temperature": 1.0, "beta": 0.0,
         "learning_rate": 1e-4, "max_steps": 7, "seed": 42, "data_seed": 42,
-        "output_dir": "/runs/r1", "add_version": False, "save_strategy": "steps", "save_steps": 2,
+        "output_dir": "/runs/r1", "add_version": False, "save_strategy": "steps", "save_steps": 2, "save_total_limit": None,
         "save_only_model": False, "logging_steps": 1, "report_to": ["wandb"], "resume_from_checkpoint": None,
         "eval_strategy": "no",
         "bf16": False, "fp16": False, "use_cpu": True, "gradient_checkpointing": False,
