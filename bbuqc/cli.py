@@ -28,8 +28,12 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
     The function's return value is the job's return value: sweepers (Optuna) optimise it.
     """
 
+    started = False
+
     @hydra.main(config_path=CONF_DIR, config_name=command, version_base="1.3")
-    def main(cfg: DictConfig) -> Any:
+    def task(cfg: DictConfig) -> Any:
+        nonlocal started
+        started = True
         from bbuqc.config.validate import validate
 
         try:
@@ -44,4 +48,16 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
                 print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
 
+    def main() -> Any:
+        try:
+            return task()
+        except SystemExit as exc:
+            # Hydra reports a command line it cannot compose (unknown group option, bad override syntax,
+            # a value of the wrong type) with its own message and exit 1 before any job starts; that is
+            # an input error like every other, so it exits 2 as they do. Failures inside a job keep theirs.
+            if exc.code == 1 and not started:
+                raise SystemExit(2) from None
+            raise
+
+    main.__doc__ = task.__doc__
     return main

@@ -286,7 +286,7 @@ def _check_compute(cfg: DictConfig) -> list[str]:
 
 def _check_infer(cfg: DictConfig) -> list[str]:
     out = []
-    for key in ("infer.batch_size", "infer.max_new_tokens", "infer.num_gpus"):
+    for key in ("infer.batch_size", "infer.max_new_tokens", "infer.workers"):
         if _get(cfg, key) < 1:
             out.append(f"{key}={_get(cfg, key)}: expected an integer >= 1")
     if cfg.data.source == "files" and not cfg.data.root:
@@ -301,7 +301,9 @@ def _check_infer(cfg: DictConfig) -> list[str]:
 
 def _check_evaluate(cfg: DictConfig) -> list[str]:
     out = []
-    for key in ("evaluate.samples_per_group", "evaluate.batch_size", "evaluate.max_new_tokens"):
+    if cfg.task.name != "verdict":
+        out.append(f"task={cfg.task.name}: bbuqc-evaluate judges groups (task=verdict)")
+    for key in ("evaluate.samples_per_group", "evaluate.batch_size", "evaluate.max_new_tokens", "evaluate.workers"):
         if _get(cfg, key) < 1:
             out.append(f"{key}={_get(cfg, key)}: expected an integer >= 1")
     if cfg.data.source == "files" and not cfg.data.stage_a_jsonl:
@@ -370,7 +372,7 @@ def _check_validation(cfg: DictConfig) -> list[str]:
 COMMAND_NODES = {
     "train": ("task", "algo", "model", "compute", "logger", "data", "lora", "train", "chord", "reward"),
     "infer": ("model", "compute", "logger", "data", "infer"),
-    "evaluate": ("model", "compute", "logger", "data", "evaluate"),
+    "evaluate": ("task", "model", "compute", "logger", "data", "evaluate"),
     "export": ("model", "compute", "export"),
 }
 COMMAND_CHECKS = {

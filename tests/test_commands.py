@@ -1,0 +1,111 @@
+"""The commands as a user meets them: one config each, their --help, exit codes, installation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bbuqc.config.store  # noqa: F401
+from bbuqc.config.validate import problems
+from bbuqc.paths import CONF_DIR
+from bbuqc.sweep import job_dirname
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = ("train", "infer", "evaluate", "export")
+
+
+def _compose(command: str, *overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=command, overrides=list(overrides))
+
+
+def _run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=kw.pop("cwd", REPO), capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_says_what_the_command_does(command):
+    proc = _run(f"bbuqc.{command}", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"bbuqc-{command}: ")
+    assert "== Config groups" in proc.stdout and "model: " in proc.stdout
+    assert "powered by Hydra" not in proc.stdout
+
+
+def test_infer_and_evaluate_ignore_training_fields():
+    assert problems(_compose("infer", "lora.last_k=9", "train.num_generations=1", "chord.enabled=true"), "infer") == []
+    assert problems(_compose("evaluate", "task=verdict", "lora.last_k=9", "train.num_generations=1"), "evaluate") == []
+    # while training still checks them
+    assert any("lora.last_k=9" in p for p in problems(_compose("train", "lora.last_k=9"), "train"))
+
+
+def test_evaluate_refuses_the_summary_task():
+    assert problems(_compose("evaluate", "task=summary"), "evaluate") == [
+        "task=summary: bbuqc-evaluate judges groups (task=verdict)"]
+
+
+@pytest.mark.parametrize("args", [["mission=foo"], ["lora.nope=1"], ["train.max_steps=abc"], ["lora.last_k=0"]])
+def test_every_input_error_exits_2(args, tmp_path):
+    proc = _run("bbuqc.train", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_needs_an_adapter_and_an_output(tmp_path):
+    proc = _run("bbuqc.export", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert [x for x in proc.stderr.splitlines() if x.startswith("error: ")] == [
+        "error: model.adapter: required by bbuqc-export (the LoRA checkpoint folder to merge)",
+        "error: export.output: required (the folder to write the merged model to)",
+    ]
+
+
+def test_sweep_job_folders_are_flat_whatever_the_overrides():
+    name = job_dirname(3, "model.path=/models/Qwen2.5-VL-7B,data.root=/data/审核通过")
+    assert "/" not in name and name.startswith("3_model.path=_models_Qwen2.5-VL-7B,")
+    assert "审核通过" in name  # readable: only unsafe characters are replaced
+    long = job_dirname(0, "x=" + "a" * 500)
+    assert len(long) < 140 and long != job_dirname(0, "x=" + "a" * 499)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["model.path=/m/x"], return_hydra_config=True)
+    from omegaconf import OmegaConf
+
+    assert "bbuqc_job_dirname" in OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
+
+
+@pytest.mark.slow
+def test_a_path_override_sweep_gives_flat_job_folders(tmp_path, session_cache):
+    sweep = tmp_path / "sweep"
+    proc = _run("bbuqc.train", "-m", f"model.path={tmp_path / 'missing'},{tmp_path / 'also'}", "logger=none",
+                f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0  # both jobs fail validation (no such folder) and are recorded
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert len(jobs) == 2 and all((j / "job_status.json").is_file() for j in jobs)
+
+
+def test_console_scripts_are_declared_and_run():
+    script = Path(sys.executable).parent / "bbuqc-infer"
+    assert script.is_file(), "pip install -e . installs the console scripts"
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0 and proc.stdout.startswith("bbuqc-infer: ")
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_configs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True,
+                          env={**os.environ, "PIP_NO_INDEX": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("bbuqc-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for command in COMMANDS:
+        assert f"bbuqc/conf/{command}.yaml" in names
+    assert "bbuqc/conf/model/tiny.yaml" in names and "bbuqc/conf/experiment/lora_k.yaml" in names
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "bbuqc-train = bbuqc.train:main" in zipfile.ZipFile(wheel).read(entry).decode()
