@@ -6,7 +6,8 @@ Flow of :func:`run_stage_a` (docs/stage_a.md):
    folder exist — one ``error:`` line and exit code 2, before any model loads and before
    the output file exists;
 2. discover the mission's groups (warnings for anything unexpected go to the run summary);
-3. open the output (repairing an interrupted last line) and skip every group already in it;
+3. open the output (locked; its settings checked against ``<output>.meta.json``; an interrupted
+   last line repaired: bbuqc/jsonl.py) and skip every group already in it;
 4. generate: the images of consecutive groups are flattened into batches of
    ``infer.batch_size`` so batches stay full; a batch that raises is retried image by image,
    and an image that still fails fails only its group;
@@ -15,14 +16,22 @@ Flow of :func:`run_stage_a` (docs/stage_a.md):
    discovery order; a group that fails is reported and never written;
 6. the run summary is printed and written to ``<output>.summary.json``.
 
-``infer.num_gpus > 1`` hands step 4-5 to one worker process per GPU (bbuqc.stage_a.parallel).
+``infer.workers > 1`` runs step 4 on Ray Data: the groups go in chunks (consecutive groups, at
+least ``infer.batch_size`` images each) to ``infer.workers`` actors that each hold one model
+(:class:`StageAWorker`, one GPU each with ``compute.device=cuda``), and step 5 stays here: the
+results come back in any order and are written in discovery order as soon as the next group
+in order is back (bbuqc/distributed.py).
+
+Every error is a :class:`StageAError` (an ``InputError``): the entry point prints one
+``error:`` line and exits 2; inside a sweep the job fails alone and is recorded.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +40,15 @@ from omegaconf import DictConfig
 
 from bbuqc.atomic import write_json_atomic
 from bbuqc.data.discovery import Group, discover_groups
-from bbuqc.data.records import StageAFormatError, StageARecord, align_summaries, postprocess_summary
+from bbuqc.data.records import StageAFormatError, StageARecord, align_summaries, postprocess_summary, record_to_line
+from bbuqc.errors import InputError
+from bbuqc.jsonl import Settings
 from bbuqc.missions import Mission
 from bbuqc.offline import use_offline_defaults
 from bbuqc.prompts.summary import resolve_mission
 
 from .backends import Backend, BackendError, GenerationSettings, check_backend
-from .writer import Key, OutputError, StageAWriter, sort_output
+from .writer import StageAWriter
 
 DEFAULT_OUTPUT_DIR = Path("outputs") / "stage_a"
 META_SUFFIX = ".meta.json"
@@ -47,21 +58,21 @@ SUMMARY_SUFFIX = ".summary.json"
 IDENTITY_FIELDS = ("mission", "root", "model", "max_new_tokens", "temperature")
 
 
-class StageAError(RuntimeError):
-    """A Stage-A run that cannot start; the message is one line naming the path or field."""
+class StageAError(InputError):
+    """A Stage-A run that cannot start or go on; the message is one line naming the path or field."""
 
 
 # --------------------------------------------------------------------------------------- entry point
 
 
 def run(cfg: DictConfig) -> dict:
-    """Hydra hands the validated config here (bbuqc/infer.py)."""
+    """Hydra hands the validated config here (bbuqc/infer.py). Errors are raised, never ``sys.exit``:
+    the entry point turns them into one ``error:`` line, and a sweep records the job and goes on."""
     use_offline_defaults()
     try:
         return run_stage_a(cfg)
-    except (StageAError, OutputError, BackendError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except BackendError as exc:
+        raise StageAError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------- paths
@@ -76,6 +87,13 @@ def output_path(cfg: DictConfig) -> Path:
 
 def sidecar(output: Path, suffix: str) -> Path:
     return output.with_name(output.name + suffix)
+
+
+def done_keys(out: Path) -> set[tuple[str, str]]:
+    """The groups already in ``out`` (read only, no lock: only to decide whether work is left)."""
+    from .writer import read_output, record_key
+
+    return {record_key(r) for r in read_output(out)}
 
 
 def input_root(cfg: DictConfig) -> Path:
@@ -106,22 +124,13 @@ def run_identity(cfg: DictConfig, mission: Mission, root: Path) -> dict[str, Any
     }
 
 
-def check_identity(output: Path, identity: dict[str, Any]) -> None:
-    """Refuse to resume an output started with a different input, model or decoding."""
-    import json
-
-    meta = sidecar(output, META_SUFFIX)
-    if output.exists() and output.stat().st_size and meta.is_file():
-        try:
-            before = json.loads(meta.read_text(encoding="utf-8"))
-        except ValueError:
-            before = {}
-        changed = [f"{k}: {before.get(k)!r} -> {identity[k]!r}" for k in IDENTITY_FIELDS
-                   if k in before and before.get(k) != identity[k]]
-        if changed:
-            raise StageAError(f"{output} was started by a run with other settings ({'; '.join(changed)}); "
-                              f"set infer.output to another file, or delete {output} and {meta} to start over")
-    write_json_atomic(meta, identity)
+def identity_settings(cfg: DictConfig, out: Path, identity: dict[str, Any]) -> Settings:
+    """The resume guard: the output's records must come from this input, model and decoding
+    (recorded in ``<output>.meta.json``; a non-empty output without it needs ``infer.force_resume``)."""
+    meta = sidecar(out, META_SUFFIX)
+    return Settings(identity, meta, compare=IDENTITY_FIELDS, force=bool(cfg.infer.get("force_resume", False)),
+                    force_hint="infer.force_resume=true",
+                    other_output_hint=f"set infer.output to another file, or delete {out} and {meta} to start over")
 
 
 # ------------------------------------------------------------------------------------- generation
@@ -329,34 +338,40 @@ def backend_for(cfg: DictConfig) -> Backend:
                         gpu_memory_utilization=cfg.compute.vllm_gpu_memory_utilization, adapter=model.adapter)
 
 
-def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *, select: Iterable[Key] | None = None,
-                shard: bool = False) -> dict:
+def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
+                backend_factory: Callable[[DictConfig], Backend] | None = None) -> dict:
     """Run Stage-A for ``cfg``; returns the run summary (also written to ``<output>.summary.json``).
 
-    ``backend``: an already-built backend (tests, benchmarks); default: built from ``cfg``, and
-    only when there is something to generate. ``select``/``shard``: a worker of a multi-GPU run
-    (bbuqc.stage_a.parallel) doing only the groups ``select`` into its own shard file.
+    ``backend``: an already-built backend for the in-process path (tests, benchmarks); default:
+    built from ``cfg``, and only when there is something to generate. ``backend_factory``: how each
+    Ray worker builds its backend from the config (default :func:`backend_for`; tests pass one that
+    kills its own process to exercise retries). It must be picklable.
     """
     check_backend(cfg.infer.backend)
     mission = resolve_mission(cfg.mission)
     root = input_root(cfg)
     groups, warnings = discover(root, mission)
-    if select is not None:
-        wanted = set(map(tuple, select))
-        groups = [g for g in groups if (g.label, g.group_id) in wanted]
     out = output_path(cfg)
     order = [(g.label, g.group_id) for g in groups]
     by_key = {(g.label, g.group_id): g for g in groups}
+    workers = int(cfg.infer.get("workers", 1))
+    # The Ray cluster is joined before the output is opened, so an unreachable infer.ray_address
+    # leaves nothing behind; and only when there is work (a finished output starts nothing).
+    use_ray = workers > 1 and backend is None and any((g.label, g.group_id) not in done_keys(out) for g in groups)
+    cluster = nullcontext()
+    if use_ray:
+        from bbuqc.distributed import ray_cluster
 
-    with StageAWriter(out) as writer:  # locked: one run per output file
-        if not shard:
-            check_identity(out, run_identity(cfg, mission, root))
+        cluster = ray_cluster(cfg.infer.get("ray_address"), field="infer.ray_address", workers=workers,
+                              workers_field="infer.workers", gpus=cfg.compute.device == "cuda")
+
+    with cluster, StageAWriter(out, identity_settings(cfg, out, run_identity(cfg, mission, root))) as writer:
+        warnings += writer.warnings
         done = writer.done
         for rec in writer.scan.records:
             g = by_key.get((rec.label, rec.group_id))
             if g is None:
-                if not shard:
-                    warnings.append(f"{out}: group {rec.group_id} ({rec.label}) is not in the input any more; kept")
+                warnings.append(f"{out}: group {rec.group_id} ({rec.label}) is not in the input any more; kept")
             elif rec.images != g.image_names:
                 warnings.append(f"{out}: group {rec.group_id} ({rec.label}) was written for other images; "
                                 "kept (delete its line to redo it)")
@@ -366,25 +381,23 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *, select: Iter
         pending = [g for g in groups if (g.label, g.group_id) not in done]
         skipped = len(groups) - len(pending)
         n_images = sum(len(g.images) for g in pending)
-        if pending and cfg.infer.num_gpus > 1 and backend is None and not shard:
-            from .parallel import run_sharded
-
-            stats = run_sharded(cfg, pending, writer, progress=cfg.infer.progress)
-        elif pending:
-            backend = backend or backend_for(cfg)
-            progress = _Progress(bool(cfg.infer.progress) and not shard, n_images, len(pending))
+        stats = GenerationStats()
+        if pending:
+            progress = _Progress(bool(cfg.infer.progress), n_images, len(pending))
             try:
-                stats = generate_groups(
-                    pending, backend, mission, settings_of(cfg), int(cfg.infer.batch_size), writer.write,
-                    on_failure=lambda f: progress.write(f"warning: {f.line()}"),
-                    on_images=progress.add_images, on_group=progress.add_group,
-                )
+                if use_ray:
+                    stats = generate_on_ray(cfg, pending, writer, progress, backend_factory)
+                else:
+                    backend = backend or backend_for(cfg)
+                    stats = generate_groups(
+                        pending, backend, mission, settings_of(cfg), int(cfg.infer.batch_size), writer.write,
+                        on_failure=lambda f: progress.write(f"warning: {f.line()}"),
+                        on_images=progress.add_images, on_group=progress.add_group,
+                    )
             finally:
                 progress.close()
-        else:
-            stats = GenerationStats()
         # still under the lock: nobody appends to the file while it is replaced by its sorted copy
-        if not shard and sort_output(out, order):
+        if writer.sort(order):
             warnings.append(f"{out}: records re-sorted into discovery order (a resumed run completed earlier failures)")
 
     summary = {
@@ -394,7 +407,7 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *, select: Iter
         "output": str(out),
         "backend": cfg.infer.backend,
         "batch_size": int(cfg.infer.batch_size),
-        "num_gpus": int(cfg.infer.num_gpus),
+        "workers": workers,
         "groups": len(groups),
         "written": stats.written,
         "skipped": skipped,
@@ -406,9 +419,97 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *, select: Iter
         "batch_failures": stats.batch_failures,
     }
     write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)
-    if not shard:
-        print(format_summary(summary), flush=True)
+    print(format_summary(summary), flush=True)
     return summary
+
+
+# ------------------------------------------------------------------------------------ Ray workers
+
+
+def chunk_groups(groups: list[Group], images_per_chunk: int) -> list[list[Group]]:
+    """Consecutive groups, at least ``images_per_chunk`` images per chunk (the last one may have
+    fewer): a worker's chunk fills its generate() batches as the in-process loop would."""
+    chunks: list[list[Group]] = []
+    current: list[Group] = []
+    n = 0
+    for g in groups:
+        current.append(g)
+        n += len(g.images)
+        if n >= images_per_chunk:
+            chunks.append(current)
+            current, n = [], 0
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _group_payload(g: Group) -> dict:
+    return {"group_id": g.group_id, "label": g.label, "dir": str(g.dir), "images": [str(p) for p in g.images]}
+
+
+class StageAWorker:
+    """One Ray actor: builds the configured backend once (its own GPU on a GPU run), then runs
+    :func:`generate_groups` on each chunk of groups it is given."""
+
+    def __init__(self, cfg: dict, backend_factory: Callable[[DictConfig], Backend] | None = None):
+        from omegaconf import OmegaConf
+
+        use_offline_defaults()
+        self.cfg = OmegaConf.create(cfg)
+        self.mission = resolve_mission(self.cfg.mission)
+        self.settings = settings_of(self.cfg)
+        self.batch_size = int(self.cfg.infer.batch_size)
+        self.backend = (backend_factory or backend_for)(self.cfg)
+
+    def process(self, chunk: list[dict]) -> dict:
+        groups = [Group(g["group_id"], g["label"], Path(g["dir"]), [Path(p) for p in g["images"]]) for g in chunk]
+        lines: dict[tuple[str, str], str] = {}
+        failures: dict[tuple[str, str], dict] = {}
+        stats = generate_groups(
+            groups, self.backend, self.mission, self.settings, self.batch_size,
+            lambda rec: lines.__setitem__((rec.label, rec.group_id), record_to_line(rec)),
+            on_failure=lambda f: failures.__setitem__((f.label, f.group_id), f.__dict__),
+        )
+        results = [{"line": lines[(g.label, g.group_id)]} if (g.label, g.group_id) in lines
+                   else {"failure": failures[(g.label, g.group_id)]} for g in groups]
+        return {"groups": results, "images": stats.images, "batch_failures": stats.batch_failures}
+
+
+def generate_on_ray(cfg: DictConfig, pending: list[Group], writer: StageAWriter, progress: _Progress,
+                    backend_factory: Callable[[DictConfig], Backend] | None = None) -> GenerationStats:
+    """Generate ``pending`` on ``infer.workers`` Ray actors; write each record in discovery order."""
+    import ray.exceptions
+    from omegaconf import OmegaConf
+
+    from bbuqc.distributed import ordered_map
+
+    workers = int(cfg.infer.workers)
+    gpus = cfg.compute.device == "cuda"
+    chunks = chunk_groups(pending, int(cfg.infer.batch_size))
+    stats = GenerationStats()
+    start = time.perf_counter()
+    container = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        for index, result in ordered_map([[_group_payload(g) for g in c] for c in chunks], StageAWorker,
+                                         (container, backend_factory), workers=workers, gpus=gpus):
+            stats.images += int(result["images"])
+            stats.batch_failures += int(result["batch_failures"])
+            for outcome in result["groups"]:
+                if "line" in outcome:
+                    writer.write_line(outcome["line"])
+                    stats.written += 1
+                else:
+                    failure = GroupFailure(**outcome["failure"])
+                    stats.failed.append(failure)
+                    progress.write(f"warning: {failure.line()}")
+                progress.add_group()
+            progress.add_images(sum(len(g.images) for g in chunks[index]))
+    except ray.exceptions.RayError as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise StageAError(f"infer.workers={workers}: a Ray worker failed ({first.strip()}); {stats.written} "
+                          f"groups of this run are in {writer.path}: re-run the same command to resume") from None
+    stats.seconds = time.perf_counter() - start
+    return stats
 
 
 def format_summary(s: dict) -> str:
@@ -419,6 +520,6 @@ def format_summary(s: dict) -> str:
     lines += [f"  failed {f['group_id']} ({f['label']}): {f['reason']}" for f in s["failed"]]
     lines += [f"  warning: {w}" for w in s["warnings"]]
     lines.append(f"  {s['images']} images in {s['seconds']:.1f} s: {s['images_per_s']:.2f} images/s "
-                 f"(backend {s['backend']}, batch size {s['batch_size']})")
+                 f"(backend {s['backend']}, batch size {s['batch_size']}, workers {s['workers']})")
     lines.append(f"  summary: {s['output']}{SUMMARY_SUFFIX}")
     return "\n".join(lines)

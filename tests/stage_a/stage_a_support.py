@@ -121,3 +121,26 @@ def base_overrides(root: Path, output: Path, model: Path | None = None, **infer)
         over.append(f"model.path={model}")
     over += [f"infer.{k}={v}" for k, v in infer.items()]
     return over
+
+
+def backend_killed_once(cfg, marker: str):
+    """A Ray worker's backend (``run_stage_a(backend_factory=...)``): the real one, except that the
+    first ``generate`` of the whole run (whichever actor makes it) SIGKILLs its own process, as an
+    OOM kill would. ``marker`` records that it happened."""
+    import signal
+
+    from bbuqc.stage_a.runner import backend_for
+
+    real = backend_for(cfg)
+
+    class KilledOnce:
+        name = real.name
+
+        def generate(self, images, mission, settings):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return real.generate(images, mission, settings)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return KilledOnce()

@@ -19,6 +19,7 @@ import pytest
 from stage_a_support import MISSION_ID, N_GROUPS, N_IMAGES, REPO, base_overrides, compose, make_tree
 
 from bbuqc.data.records import iter_stage_a_jsonl, record_from_dict
+from bbuqc.errors import InputError
 from bbuqc.missions import MISSIONS
 from bbuqc.stage_a import runner as runner_mod
 from bbuqc.stage_a.runner import StageAError, run, run_stage_a
@@ -62,6 +63,13 @@ class ExplodingBackend:
 
     def generate(self, images, mission, settings):
         raise AssertionError("nothing should be generated")
+
+
+def write_settings_of_a_run(cfg, out: Path) -> None:
+    from bbuqc.atomic import write_json_atomic
+
+    identity = runner_mod.run_identity(cfg, MISSION, runner_mod.input_root(cfg))
+    write_json_atomic(runner_mod.sidecar(out, runner_mod.META_SUFFIX), identity)
 
 
 def lines(path: Path) -> list[dict]:
@@ -151,11 +159,30 @@ def test_rerun_skips_everything_and_loads_nothing(tmp_path, make_cfg):
 def test_resume_refuses_other_settings(tmp_path, make_cfg):
     out = tmp_path / "out.jsonl"
     run_stage_a(make_cfg(out, max_new_tokens=9), backend=StubBackend())
-    with pytest.raises(StageAError, match=r"max_new_tokens: 9 -> 4.*infer.output"):
+    with pytest.raises(InputError, match=r"max_new_tokens=9 \(now 4\).*infer.output"):
         run_stage_a(make_cfg(out), backend=StubBackend())
     other = make_tree(tmp_path / "other-root")
-    with pytest.raises(StageAError, match="root: "):
+    with pytest.raises(InputError, match="root="):
         run_stage_a(make_cfg(out, root=other, max_new_tokens=9), backend=StubBackend())
+
+
+def test_resume_refuses_a_file_whose_settings_are_unknown(tmp_path, make_cfg):
+    """Issue 16.8: the output copied without its .meta.json must not be resumed with other settings."""
+    out = tmp_path / "out.jsonl"
+    run_stage_a(make_cfg(out, max_new_tokens=9), backend=StubBackend(fail_on={"a.jpeg"}))
+    meta = out.with_name(out.name + ".meta.json")
+    meta.unlink()
+    before = out.read_bytes()
+    with pytest.raises(InputError, match=r"settings file .*out\.jsonl\.meta\.json is missing.*infer\.force_resume=true"):
+        run_stage_a(make_cfg(out), backend=StubBackend())
+    assert out.read_bytes() == before and not meta.exists()  # nothing touched
+    meta.write_text("{not json")
+    with pytest.raises(InputError, match="is unreadable"):
+        run_stage_a(make_cfg(out), backend=StubBackend())
+    summary = run_stage_a(make_cfg(out, force_resume="true"), backend=StubBackend())
+    assert summary["written"] == 1 and any("force_resume" in w for w in summary["warnings"])
+    assert json.loads(meta.read_text())["max_new_tokens"] == 4  # this run's settings are recorded now
+    run_stage_a(make_cfg(out), backend=ExplodingBackend())  # and guard the next resume
 
 
 def test_completed_earlier_failure_is_put_back_in_order(tmp_path, make_cfg):
@@ -192,11 +219,11 @@ def test_bad_input_is_one_error_line_and_no_output(tmp_path, make_cfg, capsys, m
         root.mkdir()
         named = root / MISSION.name
     out = tmp_path / "out" / "out.jsonl"
-    with pytest.raises(SystemExit) as exc:
+    # raised, not sys.exit: the entry point prints it as one `error:` line, a sweep records the job
+    with pytest.raises(StageAError) as exc:
         run(make_cfg(out, root=root))
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and str(named) in err[0]
+    assert isinstance(exc.value, InputError)
+    assert len(str(exc.value).splitlines()) == 1 and str(named) in str(exc.value)
     assert not (tmp_path / "out").exists()
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # use_offline_defaults() ran first
 
@@ -245,8 +272,10 @@ def test_resume_after_truncation_is_byte_identical(tmp_path, make_cfg, backend, 
     cut = {"mid first line": ends[0] // 2, "end of first line": ends[0],
            "mid third line": (ends[1] + ends[2]) // 2, "one byte short": len(reference) - 1}[where]
     out = tmp_path / "out.jsonl"
+    cfg = make_cfg(out, model=chatty_model, batch_size=8)
+    write_settings_of_a_run(cfg, out)  # a crashed run had recorded its settings before its first line
     out.write_bytes(reference[:cut])
-    summary = run_stage_a(make_cfg(out, model=chatty_model, batch_size=8), backend=backend)
+    summary = run_stage_a(cfg, backend=backend)
     assert out.read_bytes() == reference
     complete = sum(1 for e in ends if e <= cut)
     assert summary["skipped"] == complete and summary["written"] == N_GROUPS - complete

@@ -8,13 +8,8 @@ import pytest
 from stage_a_support import RECORDS
 
 from bbuqc.data.records import iter_stage_a_jsonl, record_to_line
-from bbuqc.stage_a.writer import (
-    OutputError,
-    StageAWriter,
-    complete_length,
-    scan_and_repair,
-    sort_output,
-)
+from bbuqc.errors import InputError
+from bbuqc.stage_a.writer import OutputError, StageAWriter, complete_length, read_output
 
 REFERENCE = "".join(record_to_line(r) + "\n" for r in RECORDS).encode("utf-8")
 
@@ -67,7 +62,7 @@ def test_corrupt_complete_line_is_an_error_and_the_file_is_left_alone(tmp_path):
     lines = REFERENCE.split(b"\n")
     bad = b"\n".join([lines[0], b'{"group_id": "x"', *lines[1:]])
     path.write_bytes(bad)
-    with pytest.raises(OutputError, match=r"out\.jsonl:2: not a JSON line"):
+    with pytest.raises(OutputError, match=r"out\.jsonl:2: invalid JSON"):
         StageAWriter(path).open()
     assert path.read_bytes() == bad
     path.write_bytes(REFERENCE + REFERENCE.split(b"\n")[0] + b"\n")
@@ -75,7 +70,8 @@ def test_corrupt_complete_line_is_an_error_and_the_file_is_left_alone(tmp_path):
         StageAWriter(path).open()
     path.write_bytes(b'{"group_id": "x"}\n')
     with pytest.raises(OutputError, match=r":1: not a Stage-A record: mission: missing field"):
-        scan_and_repair(path)
+        read_output(path)
+    assert issubclass(OutputError, InputError)  # one `error:` line at the entry point, recorded in a sweep
 
 
 def test_second_writer_on_the_same_file_is_refused(tmp_path):
@@ -87,17 +83,20 @@ def test_second_writer_on_the_same_file_is_refused(tmp_path):
         assert again.done == set()
 
 
-def test_sort_output_restores_discovery_order_atomically(tmp_path):
+def test_sort_restores_discovery_order_atomically_and_keeps_the_lock(tmp_path):
     path = tmp_path / "out.jsonl"
     shuffled = [RECORDS[2], RECORDS[0], RECORDS[3], RECORDS[1]]
+    order = [(r.label, r.group_id) for r in RECORDS]
     with StageAWriter(path) as writer:
         for r in shuffled:
             writer.write(r)
-    order = [(r.label, r.group_id) for r in RECORDS]
-    assert sort_output(path, order) is True
-    assert path.read_bytes() == REFERENCE
-    assert sort_output(path, order) is False  # already in order: untouched
+        assert writer.sort(order) is True
+        assert path.read_bytes() == REFERENCE
+        assert writer.sort(order) is False  # already in order: untouched
+        with pytest.raises(OutputError, match="another run is writing"):  # the renamed file is locked too
+            StageAWriter(path).open()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
     # records not in the order (groups no longer in the input) keep their place at the end
-    assert sort_output(path, order[1:]) is True
+    with StageAWriter(path) as writer:
+        assert writer.sort(order[1:]) is True
     assert path.read_bytes().split(b"\n")[-2] == record_to_line(RECORDS[0]).encode("utf-8")

@@ -1,0 +1,116 @@
+"""Stage-A on Ray Data (``infer.workers > 1``): same file as one process, resume, retries, bad input.
+
+Each test starts a local Ray cluster (two CPU actors, each loading the test model): about
+20 s on a small machine; the equality test stays in the fast suite, the kill tests are slow.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from stage_a_support import MISSION_ID, N_GROUPS, REPO, backend_killed_once, base_overrides, compose
+
+from bbuqc.errors import InputError
+from bbuqc.stage_a.runner import run_stage_a
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def workers_see_the_test_helpers(monkeypatch):
+    """Ray workers inherit the environment of the local cluster this process starts: let them import
+    stage_a_support (the backend factory the tests hand over) like this process does."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, backend, tree, chatty_model) -> bytes:
+    """The uninterrupted single-process run (infer.workers=1) the Ray runs must reproduce byte for byte."""
+    out = tmp_path_factory.mktemp("one-process") / "out.jsonl"
+    summary = run_stage_a(compose(base_overrides(tree, out, chatty_model, batch_size=3)), backend=backend)
+    assert summary["written"] == N_GROUPS
+    return out.read_bytes()
+
+
+def test_two_workers_write_what_one_process_writes(tmp_path, tree, chatty_model, one_process):
+    out = tmp_path / "out.jsonl"
+    summary = run_stage_a(compose(base_overrides(tree, out, chatty_model, batch_size=3, workers=2)))
+    assert out.read_bytes() == one_process  # same records, discovery order restored
+    assert summary["workers"] == 2 and summary["written"] == N_GROUPS and summary["failed"] == []
+    import ray
+
+    assert not ray.is_initialized()  # the local cluster it started is shut down
+
+
+def test_unreachable_ray_address_is_one_line_and_writes_nothing(tmp_path, tree, chatty_model):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out" / "out.jsonl"
+    cfg = compose(base_overrides(tree, out, chatty_model, workers=2, ray_address=f"127.0.0.1:{port}"))
+    start = time.monotonic()
+    with pytest.raises(InputError, match=rf"^infer\.ray_address=127\.0\.0\.1:{port}: no Ray cluster answers there"):
+        run_stage_a(cfg)
+    assert time.monotonic() - start < 30  # a generous bound: it is a refused connection, not a timeout
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_killed_actor_has_its_groups_retried(tmp_path, tree, chatty_model, one_process, workers_see_the_test_helpers):
+    out = tmp_path / "out.jsonl"
+    marker = tmp_path / "killed"
+    summary = run_stage_a(compose(base_overrides(tree, out, chatty_model, batch_size=3, workers=2)),
+                          backend_factory=functools.partial(backend_killed_once, marker=str(marker)))
+    assert marker.exists()  # an actor really died mid-chunk
+    assert out.read_bytes() == one_process  # nothing lost, nothing twice
+    assert summary["written"] == N_GROUPS and summary["failed"] == []
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_driver_then_rerun_is_byte_identical(tmp_path, tree, chatty_model, one_process):
+    out = tmp_path / "out.jsonl"
+    args = [sys.executable, "-m", "bbuqc.infer", *base_overrides(tree, out, chatty_model, batch_size=3, workers=2)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while (not out.exists() or out.read_bytes().count(b"\n") < 1) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only: its Ray cluster must not keep the lock
+    finally:
+        proc.wait()
+    cut = out.read_bytes()
+    assert one_process.startswith(cut[: cut.rfind(b"\n") + 1])
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.read_bytes() == one_process
+
+
+def test_workers_below_one_is_a_config_error():
+    from bbuqc.config.validate import problems
+
+    cfg = compose([f"mission={MISSION_ID}", "infer.workers=0"])
+    assert "infer.workers=0: expected an integer >= 1" in problems(cfg, "infer")
+
+
+def test_cli_more_workers_than_gpus_is_refused(tmp_path, tree):
+    """compute.device=cuda with no GPU in the (local) cluster: one line naming infer.workers."""
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, "-m", "bbuqc.infer", *base_overrides(tree, out, None, workers=2),
+                           "compute.device=cuda"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: infer.workers=2: the Ray cluster has 0 GPU(s) and every worker needs one; "
+                      "use compute.device=cpu, or a cluster with GPUs"], done.stderr[-2000:]
