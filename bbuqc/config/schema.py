@@ -57,12 +57,14 @@ class RewardConfig:
 
 @dataclass
 class ChordConfig:
+    # CHORD (GRPO only): the SFT loss on the reference outputs mixed into GRPO with weight mu, which
+    # warms up linearly to mu_peak over mu_warmup_steps and decays (cosine) to mu_valley over mu_decay_steps
     enabled: bool = False
-    mu_peak: float | None = None
-    mu_valley: float | None = None
-    mu_warmup_steps: int | None = None
-    mu_decay_steps: int | None = None
-    sft_batch_size: int | None = None
+    mu_peak: float | None = 0.9
+    mu_valley: float | None = 0.05
+    mu_warmup_steps: int | None = 2
+    mu_decay_steps: int | None = 20
+    sft_batch_size: int | None = 1  # reference rows per step
     phi: bool = False  # token-wise phi weighting of the SFT loss
 
 
@@ -145,7 +147,9 @@ class InferConfig:
     max_new_tokens: int = 256
     temperature: float = 0.0
     output: str | None = None  # null: outputs/stage_a/<mission id>.jsonl under the working dir (stable: re-running resumes)
-    num_gpus: int = 1  # >1: one data-parallel process per GPU
+    workers: int = 1  # >1: Stage-A on Ray Data with this many model actors (one GPU each with compute.device=cuda)
+    ray_address: str | None = None  # workers>1: auto | <host>:<port> attaches to a Ray cluster; null starts a local one
+    force_resume: bool = False  # resume an output whose settings file (<output>.meta.json) is missing
     progress: bool = True
 
 
@@ -157,6 +161,9 @@ class EvaluateConfig:
     batch_size: int = 8
     max_new_tokens: int = 96
     temperature: float = 0.0
+    workers: int = 1  # >1: answer on Ray Data with this many model actors (one GPU each with compute.device=cuda)
+    ray_address: str | None = None  # workers>1: auto | <host>:<port> attaches to a Ray cluster; null starts a local one
+    force_resume: bool = False  # resume predictions.jsonl whose predictions.settings.json is missing
     progress: bool = True
 
 
