@@ -85,13 +85,16 @@ def render_prompt(processor: Any, mission: Mission) -> str:
     return processor.apply_chat_template(chat_conversation(mission), tokenize=False, add_generation_prompt=True)
 
 
-def load_image(path: Path | str):
-    """An RGB PIL image, fully decoded (so a truncated file raises here, not later)."""
-    from PIL import Image
+def load_image(path: Path | str, max_pixels: int | None = None):
+    """An RGB PIL image by the one loader training uses (bbuqc.images: every mode, EXIF orientation,
+    downscaled to ``max_pixels`` while decoding; default: ``MAX_PIXELS`` from the environment, else
+    the processor's own limit), fully decoded (so a truncated file raises here, not later)."""
+    from bbuqc.images import DEFAULT_MAX_PIXELS
+    from bbuqc.images import load_image as load
 
-    with Image.open(path) as image:
-        image.load()
-        return image.convert("RGB")
+    if max_pixels is None:
+        max_pixels = pixel_bounds().get("max_pixels", DEFAULT_MAX_PIXELS)
+    return load(path, max_pixels)
 
 
 def pixel_bounds() -> dict[str, int]:
