@@ -40,7 +40,7 @@ from bbuqc.rewards.summary.facts import extract_facts
 from .discovery import group_sort_key
 from .records import LABEL_DIRS, StageARecord, align_summaries, postprocess_summary, record_to_line
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: group numbers offset by the seed
 IMAGE_SIZE = (128, 96)  # 4 x 3 cells of 32 x 32 pixels, one object per cell
 JPEG_QUALITY = 85
 DATE = "20260101"
@@ -713,7 +713,9 @@ def _build(tmp: Path, final: Path, seed: int, groups_per_mission: int) -> SynthM
     """Write a world into ``tmp`` whose rows point at ``final`` (where it will live)."""
     from .rows import summary_row, verdict_row  # rows builds prompts; no cycle at import time
 
-    counter = 0
+    # Group numbers start at seed x 10^6, so two worlds of different seeds never share a group id
+    # (a held-out world can validate a model trained on another; seed 0 keeps 0001, 0002, ...).
+    counter = seed * 1_000_000
     summary_lines: list[str] = []
     verdict_lines: list[str] = []
     stats: dict[str, dict] = {}
