@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,36 +115,86 @@ def record_to_line(rec: StageARecord) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def iter_stage_a_jsonl(path: str | Path, allow_truncated_tail: bool = False) -> Iterator[tuple[int, StageARecord]]:
+def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StageAFormatError(
+            f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+            "Stage-A files are UTF-8 JSONL"
+        ) from None
+    return text.removeprefix("\ufeff") if lineno == 1 else text  # a BOM some editors write
+
+
+def iter_stage_a_jsonl(
+    path: str | Path, allow_truncated_tail: bool = False, allow_empty: bool = False
+) -> Iterator[tuple[int, StageARecord]]:
     """``(line number, record)`` for each non-blank line of a Stage-A JSONL file.
 
-    A malformed line raises ``StageAFormatError("<path>:<lineno>: <problem>")``.
+    The one reader of Stage-A files (verdict training, evaluation): every problem raises
+    ``StageAFormatError("<path>:<lineno>: <problem>")`` (``"<path>: ..."`` for the whole file):
+    a line that is not UTF-8, not JSON, nested too deeply to decode, or not a valid record; a
+    group (``group_id``, ``label``) already given by an earlier line of the file; a file with
+    no records (unless ``allow_empty``).
     ``allow_truncated_tail``: a last line without its newline that is not valid
     JSON (a writer interrupted mid-line) is skipped instead of raising.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Stage-A file not found: {path}")
-    with path.open("r", encoding="utf-8") as handle:
-        lines = handle.readlines()
-    for lineno, line in enumerate(lines, 1):
+    # bytes, split like text mode's universal newlines, decoded per line: an encoding error names its line
+    lines = path.read_bytes().splitlines(keepends=True)
+    seen: dict[tuple[str, str], int] = {}
+    for lineno, raw in enumerate(lines, 1):
+        line = _decode_line(raw, path, lineno)
         if not line.strip():
             continue
+        last_unterminated = lineno == len(lines) and not line.endswith(("\n", "\r"))
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            if allow_truncated_tail and lineno == len(lines) and not line.endswith("\n"):
-                return
-            truncated = " (truncated last line?)" if lineno == len(lines) and not line.endswith("\n") else ""
+            if allow_truncated_tail and last_unterminated:
+                break
+            truncated = " (truncated last line?)" if last_unterminated else ""
             raise StageAFormatError(f"{path}:{lineno}: invalid JSON{truncated}: {exc.msg}") from None
+        except RecursionError:  # json's C decoder recurses per nesting level
+            raise StageAFormatError(f"{path}:{lineno}: JSON nested too deeply to be a Stage-A record") from None
         try:
-            yield lineno, record_from_dict(obj)
+            rec = record_from_dict(obj)
         except StageAFormatError as exc:
             raise StageAFormatError(f"{path}:{lineno}: {exc}") from None
+        key = (rec.group_id, rec.label)
+        if key in seen:
+            raise StageAFormatError(
+                f"{path}:{lineno}: group {rec.group_id} (label {rec.label}) already at line {seen[key]}"
+            )
+        seen[key] = lineno
+        yield lineno, rec
+    if not seen and not allow_empty:
+        raise StageAFormatError(f"{path}: empty file: no Stage-A records")
 
 
-def read_stage_a_jsonl(path: str | Path, allow_truncated_tail: bool = False) -> list[StageARecord]:
-    return [rec for _, rec in iter_stage_a_jsonl(path, allow_truncated_tail)]
+def read_stage_a_jsonl(
+    path: str | Path, allow_truncated_tail: bool = False, allow_empty: bool = False
+) -> list[StageARecord]:
+    return [rec for _, rec in iter_stage_a_jsonl(path, allow_truncated_tail, allow_empty)]
+
+
+def iter_stage_a_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, int, StageARecord]]:
+    """``(file, line number, record)`` over many Stage-A files in order, each read by
+    ``iter_stage_a_jsonl``; a file given twice (same resolved path) is refused, since its groups
+    would count twice."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    seen: set[Path] = set()
+    for path in paths:
+        path = Path(path)
+        resolved = path.resolve()
+        if resolved in seen:
+            raise StageAFormatError(f"{path}: the same Stage-A file is given twice")
+        seen.add(resolved)
+        for lineno, rec in iter_stage_a_jsonl(path):
+            yield path, lineno, rec
 
 
 def write_stage_a_jsonl(path: str | Path, records: list[StageARecord]) -> None:

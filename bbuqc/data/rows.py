@@ -25,11 +25,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bbuqc.errors import InputError
+from bbuqc.images import image_problem
 from bbuqc.missions import MISSIONS_BY_NAME, Mission
 from bbuqc.prompts.summary import IRRELEVANT, reference_output, resolve_mission, summary_messages
 from bbuqc.prompts.verdict import verdict_messages, verdict_solution
 
-from .records import StageAFormatError, StageARecord, iter_stage_a_jsonl
+from .records import StageAFormatError, StageARecord, iter_stage_a_files
 
 SUMMARY_FIELDS = ("messages", "images", "metadata", "solution", "mission")
 
@@ -115,6 +116,11 @@ def _check_summary_row(row: object, where: str, base: Path | None) -> dict:
             path = base / path
         if not path.is_file():
             raise FileNotFoundError(f"{where}: images: file not found: {path}")
+        # header, size and stream checked now, so a broken file stops the run before the model
+        # loads, not mid-training in ms-swift with a PIL error about a BytesIO
+        problem = image_problem(path)
+        if problem is not None:
+            raise RowFormatError(f"{where}: image {path}: cannot be read ({problem})")
         resolved.append(str(path.resolve()))
     return {**row, "images": resolved}
 
@@ -155,16 +161,14 @@ def load_verdict_rows(
     stage_a_files: Iterable[str | Path], max_rows: int | None = None, mission: str | None = None
 ) -> list[dict]:
     """Verdict rows built on the fly from Stage-A JSONL files, in file then line order."""
-    if isinstance(stage_a_files, (str, Path)):
-        stage_a_files = [stage_a_files]
     rows: list[dict] = []
-    for path in stage_a_files:
-        for lineno, rec in iter_stage_a_jsonl(path):
-            if max_rows is not None and len(rows) >= max_rows:
-                return rows
-            row = verdict_row(rec, source=path, lineno=lineno)
-            if mission is None or row["mission"] == mission:
-                rows.append(row)
+    # the reader evaluation uses too (load_groups): same messages, same refusals (duplicates, empty files)
+    for path, lineno, rec in iter_stage_a_files(stage_a_files):
+        if max_rows is not None and len(rows) >= max_rows:
+            return rows
+        row = verdict_row(rec, source=path, lineno=lineno)
+        if mission is None or row["mission"] == mission:
+            rows.append(row)
     return rows
 
 

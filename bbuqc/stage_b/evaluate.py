@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bbuqc.data.records import StageAFormatError, iter_stage_a_jsonl
+from bbuqc.data.records import StageAFormatError, iter_stage_a_files
 from bbuqc.data.rows import verdict_row
 from bbuqc.errors import InputError
 from bbuqc.offline import use_offline_defaults
@@ -53,21 +53,15 @@ def load_groups(files: list[Path], max_rows: int | None = None) -> list[Group]:
     """Every group of the Stage-A files (in file then line order, at most ``max_rows``), as
     verdict rows. Any bad file or line fails here, before a model loads or a file is written."""
     groups: list[Group] = []
-    seen: dict[tuple[str, str, str], int] = {}
     try:
-        for path in files:
-            source = str(Path(path).resolve())
-            for lineno, rec in iter_stage_a_jsonl(path):
-                if max_rows is not None and len(groups) >= max_rows:
-                    return groups
-                group = Group(source, lineno, verdict_row(rec, source=path, lineno=lineno), rec.mission)
-                if group.key in seen:
-                    raise EvaluationInputError(
-                        f"{path}:{lineno}: group {rec.group_id} (label {rec.label}) already at line {seen[group.key]}"
-                    )
-                seen[group.key] = lineno
-                groups.append(group)
-    except (StageAFormatError, FileNotFoundError, UnicodeDecodeError) as exc:
+        # the one Stage-A reader (verdict training uses it too): file:line messages, duplicates,
+        # empty files, encoding and nesting problems refused the same way
+        for path, lineno, rec in iter_stage_a_files(files):
+            if max_rows is not None and len(groups) >= max_rows:
+                return groups
+            row = verdict_row(rec, source=path, lineno=lineno)
+            groups.append(Group(str(path.resolve()), lineno, row, rec.mission))
+    except (StageAFormatError, FileNotFoundError) as exc:
         raise EvaluationInputError(str(exc)) from None
     return groups
 

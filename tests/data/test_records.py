@@ -108,15 +108,17 @@ def test_read_write_file(tmp_path):
 def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
     path = tmp_path / "a.jsonl"
     line = record_to_line(record_from_dict(good()))
-    path.write_text(f"\n{line}\n  \n{line}\n", encoding="utf-8")
+    other = record_to_line(record_from_dict({**good(), "label": "pass"}))
+    path.write_text(f"\n{line}\n  \n{other}\n", encoding="utf-8")
     assert [n for n, _ in iter_stage_a_jsonl(path)] == [2, 4]
 
 
 def test_malformed_lines_name_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     line = record_to_line(record_from_dict(good()))
+    other = record_to_line(record_from_dict({**good(), "label": "pass"}))
     bad = json.dumps({**good(), "label": "maybe"}, ensure_ascii=False)
-    path.write_text(f"{line}\n{line}\n{bad}\n", encoding="utf-8")
+    path.write_text(f"{line}\n{other}\n{bad}\n", encoding="utf-8")
     with pytest.raises(StageAFormatError, match=rf"^{re.escape(str(path))}:3: label:"):
         read_stage_a_jsonl(path)
     path.write_text(f"{line}\n{{not json\n", encoding="utf-8")

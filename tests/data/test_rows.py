@@ -2,6 +2,7 @@ import json
 import re
 
 import pytest
+from PIL import Image
 
 from bbuqc.data.records import StageAFormatError, decode_summaries, read_stage_a_jsonl, record_from_dict, record_to_line
 from bbuqc.data.rows import (
@@ -88,7 +89,7 @@ def test_verdict_row_reason_when_the_rule_disagrees():
 def test_verdict_row_unknown_mission_names_file_and_line(tmp_path):
     path = tmp_path / "x.jsonl"
     good = record_to_line(_record())
-    bad = record_to_line(_record(mission="不存在的任务"))
+    bad = record_to_line(_record(mission="不存在的任务", group_id="QC-A-20240101-2"))
     path.write_text(f"{good}\n{bad}\n", encoding="utf-8")
     with pytest.raises(StageAFormatError, match=rf"^{re.escape(str(path))}:2: mission: unknown mission name"):
         verdict_dataset([path])
@@ -136,7 +137,7 @@ def test_summary_dataset_from_world(world):
 
 def test_summary_rows_relative_paths_and_errors(tmp_path):
     (tmp_path / "img").mkdir()
-    (tmp_path / "img" / "a.jpg").write_bytes(b"x")
+    Image.new("RGB", (8, 8)).save(tmp_path / "img" / "a.jpg")
     row = summary_row("bbu_wind", tmp_path / "img" / "a.jpg", SUMMARY)
     row["images"] = ["img/a.jpg"]
     path = tmp_path / "rows.jsonl"
@@ -176,3 +177,19 @@ def test_datasets_is_not_imported_by_the_light_modules():
     env = {**os.environ, "PYTHONPATH": str(root)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unreadable_image_in_summary_rows_names_file_line_and_image(tmp_path):
+    """A corrupt image stops the rows before any model loads (it used to crash ms-swift mid-run
+    with a PIL error about a BytesIO)."""
+    good, broken = tmp_path / "good.jpg", tmp_path / "broken.jpg"
+    Image.new("RGB", (16, 16)).save(good)
+    broken.write_bytes(b"\xff\xd8garbage")
+    rows = [summary_row("bbu_wind", good, SUMMARY), summary_row("bbu_wind", broken, SUMMARY)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(RowFormatError, match=rf"^{re.escape(str(path))}:2: image {re.escape(str(broken))}: "
+                                             r"cannot be read \(.+\)$"):
+        load_summary_rows(path)
+    with pytest.raises(RowFormatError, match=r"^row 1: image .*broken\.jpg: cannot be read"):
+        summary_dataset(rows)
