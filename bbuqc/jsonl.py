@@ -160,6 +160,8 @@ class ResumableJsonl(Generic[T]):
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> ResumableJsonl[T]:
+        if self._handle is not None:
+            raise JsonlError(f"{self.path}: already open")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = self.path.open("ab")  # O_APPEND: every write lands at the (possibly repaired) end

@@ -8,6 +8,7 @@ predictions file) -> metrics.json + report.md (atomic) -> W&B (logger=wandb).
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from .metrics import compute_metrics, score_answers, vote
 from .report import (
     PREDICTIONS,
     PredictionsError,
-    PredictionWriter,
-    check_settings,
+    append_prediction,
+    open_predictions,
     prediction_key,
     read_predictions,
     write_outputs,
@@ -109,10 +110,12 @@ def settings_of(cfg: DictConfig) -> dict:
     }
 
 
-def evaluate(cfg: DictConfig, model=None) -> dict:
+def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
     """Evaluate and write the outputs; returns metrics.json's content.
 
-    ``model``: a ``VerdictModel`` to use instead of loading the config's (tests).
+    ``model``: a ``VerdictModel`` to use instead of loading the config's (tests; in-process only).
+    ``model_factory``: how each Ray worker (``evaluate.workers > 1``) builds its model from the
+    config; default ``load_verdict_model``. Must be picklable (tests pass one that kills its process).
     Raises ``EvaluationInputError`` on bad inputs, before anything is written.
     """
     from bbuqc.data.sources import stage_a_files
@@ -129,36 +132,53 @@ def evaluate(cfg: DictConfig, model=None) -> dict:
         raise EvaluationInputError(f"no groups in {', '.join(map(str, files))}")
     predictions = out_dir / PREDICTIONS
     settings = settings_of(cfg)
+    workers = int(cfg.evaluate.get("workers", 1))
     try:
-        done = {prediction_key(r) for r in read_predictions(predictions)}
-        check_settings(out_dir, settings, has_predictions=bool(done))
-        read_predictions(predictions, repair=True)  # only now touch the file: the checks passed
+        done = {prediction_key(r) for r in read_predictions(predictions)}  # read only, to decide on Ray
     except PredictionsError as exc:
         raise EvaluationInputError(str(exc)) from None
-    pending = [g for g in groups if g.key not in done]
-    log.info(
-        "Stage-B: %d groups from %d files; %d already in %s, %d to answer",
-        len(groups), len(files), len(groups) - len(pending), predictions, len(pending),
-    )
+    # Ray is joined before predictions.jsonl is opened: an unreachable evaluate.ray_address writes nothing
+    use_ray = workers > 1 and model is None and any(g.key not in done for g in groups)
+    cluster = nullcontext()
+    if use_ray:
+        from bbuqc.distributed import ray_cluster
+
+        cluster = ray_cluster(ev.get("ray_address"), field="evaluate.ray_address", workers=workers,
+                              workers_field="evaluate.workers", gpus=cfg.compute.device == "cuda")
 
     from bbuqc.tracking import wandb_run
 
-    with wandb_run(cfg, out_dir, job_type="evaluate") as wb:
-        if pending:
+    with cluster, ExitStack() as stack:
+        try:
+            # locked (a second evaluation of this folder is refused), settings checked, tail repaired
+            file = stack.enter_context(open_predictions(out_dir, settings, force=bool(ev.get("force_resume", False))))
+        except PredictionsError as exc:
+            raise EvaluationInputError(str(exc)) from None
+        for warning in file.warnings:
+            log.warning("%s", warning)
+        done = file.keys
+        pending = [g for g in groups if g.key not in done]
+        log.info(
+            "Stage-B: %d groups from %d files; %d already in %s, %d to answer",
+            len(groups), len(files), len(groups) - len(pending), predictions, len(pending),
+        )
+        wb = stack.enter_context(wandb_run(cfg, out_dir, job_type="evaluate"))
+        if pending and use_ray:
+            answer_on_ray(cfg, pending, file, total=len(groups), model_factory=model_factory)
+        elif pending:
             model = model if model is not None else load_verdict_model(cfg)
-            with PredictionWriter(predictions) as writer:
-                for group, answers in iter_answers(
-                    model,
-                    pending,
-                    lambda g: g.row["messages"],
-                    batch_size=ev.batch_size,
-                    n_samples=ev.samples_per_group,
-                    progress=ev.progress,
-                    total=len(groups),
-                    initial=len(groups) - len(pending),
-                ):
-                    writer.write(prediction_record(group, answers))
-        records = read_predictions(predictions)
+            for group, answers in iter_answers(
+                model,
+                pending,
+                lambda g: g.row["messages"],
+                batch_size=ev.batch_size,
+                n_samples=ev.samples_per_group,
+                progress=ev.progress,
+                total=len(groups),
+                initial=len(groups) - len(pending),
+            ):
+                append_prediction(file, prediction_record(group, answers))
+        records = list(file.records)
         keys = {g.key for g in groups}
         extra = sum(prediction_key(r) not in keys for r in records)
         if extra:
@@ -173,6 +193,57 @@ def evaluate(cfg: DictConfig, model=None) -> dict:
             log_to_wandb(wb, metrics, records)
     _print_summary(metrics, out_dir)
     return metrics
+
+
+class VerdictWorker:
+    """One Ray actor (``evaluate.workers > 1``): the config's verdict model, loaded once
+    (``load_verdict_model``; its own GPU on a GPU run), answering one batch per call."""
+
+    def __init__(self, cfg: dict, model_factory=None):
+        from omegaconf import OmegaConf
+
+        from .generate import load_verdict_model
+
+        use_offline_defaults()
+        self.cfg = OmegaConf.create(cfg)
+        self.n_samples = int(self.cfg.evaluate.samples_per_group)
+        self.model = (model_factory or load_verdict_model)(self.cfg)
+
+    def process(self, batch_of_messages: list) -> list[list[str]]:
+        return [list(a) for a in self.model.answer(batch_of_messages, self.n_samples)]
+
+
+def answer_on_ray(cfg: DictConfig, pending: list[Group], file, *, total: int, model_factory=None) -> None:
+    """Answer ``pending`` on ``evaluate.workers`` Ray actors in batches of ``evaluate.batch_size``
+    (the in-process batches); write each group's line in input order as soon as it is its turn."""
+    import ray.exceptions
+    from omegaconf import OmegaConf
+    from tqdm.auto import tqdm
+
+    from bbuqc.distributed import ordered_map
+
+    ev = cfg.evaluate
+    workers, n = int(ev.workers), int(ev.samples_per_group)
+    batches = [pending[i : i + int(ev.batch_size)] for i in range(0, len(pending), int(ev.batch_size))]
+    payloads = [[g.row["messages"] for g in b] for b in batches]
+    container = OmegaConf.to_container(cfg, resolve=True)
+    with tqdm(total=total, initial=total - len(pending), unit="group", desc="Stage-B", disable=not ev.progress,
+              dynamic_ncols=True) as bar:
+        try:
+            for index, answers in ordered_map(payloads, VerdictWorker, (container, model_factory), workers=workers,
+                                              gpus=cfg.compute.device == "cuda"):
+                batch = batches[index]
+                if len(answers) != len(batch) or any(len(a) != n for a in answers):
+                    raise RuntimeError(f"a Ray worker returned {[len(a) for a in answers]} answers for "
+                                       f"{len(batch)} prompts x {n} samples")
+                for group, texts in zip(batch, answers):
+                    append_prediction(file, prediction_record(group, texts))
+                bar.update(len(batch))
+        except ray.exceptions.RayError as exc:
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise EvaluationInputError(
+                f"evaluate.workers={workers}: a Ray worker failed ({first.strip()}); {file.written} groups of this "
+                f"run are in {file.path}: re-run the same command to resume") from None
 
 
 def flat_metrics(metrics: dict, prefix: str = "evaluate") -> dict[str, float | int | bool]:

@@ -9,20 +9,22 @@ the group is answered::
      "votes": {"通过": 0, "不通过": 1, "invalid": 0}, "verdict": "不通过", "reason": "…",
      "valid": true, "tie": false, "rewards": {"verdict.format": [1.0], …}}
 
-A group's key is (source, group_id, label): a re-run skips keys already present.
-``predictions.settings.json`` records what produced the answers, so a re-run with a
-different model, adapter or sampling setting does not mix into the same file.
+A group's key is (source, group_id, label): a re-run skips keys already present, and a
+repeated key is refused (two evaluations cannot both write into one folder: the file is
+locked while a run writes it). ``predictions.settings.json`` records what produced the
+answers, so a re-run with a different model, adapter or sampling setting does not mix into
+the same file; predictions whose settings file is missing are not resumed unless
+``evaluate.force_resume=true``. The writer is bbuqc/jsonl.py, shared with Stage-A.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from bbuqc.atomic import write_text_atomic
-from bbuqc.errors import InputError
+from bbuqc.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, read_jsonl
 
 from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, worst_examples
 
@@ -32,9 +34,7 @@ METRICS = "metrics.json"
 REPORT = "report.md"
 PREDICTION_FIELDS = ("source", "group_id", "mission", "label", "answers")
 
-
-class PredictionsError(InputError):
-    """An existing predictions file that cannot be resumed; the message is one line."""
+PredictionsError = JsonlError  # an existing predictions file that cannot be resumed; one line
 
 
 def prediction_key(record: dict) -> tuple[str, str, str]:
@@ -44,95 +44,42 @@ def prediction_key(record: dict) -> tuple[str, str, str]:
 # --------------------------------------------------------------------------- predictions
 
 
-def read_predictions(path: str | Path, repair: bool = False) -> list[dict]:
-    """The records of ``path`` (none when it does not exist).
+def _parse(obj) -> dict:
+    if not isinstance(obj, dict) or any(key not in obj for key in PREDICTION_FIELDS):
+        missing = [k for k in PREDICTION_FIELDS if not isinstance(obj, dict) or k not in obj]
+        raise RecordError(f"not a prediction record (missing {', '.join(missing)})")
+    if obj["label"] not in HUMAN_LABELS:
+        raise RecordError(f"label: expected 通过 or 不通过, got {obj['label']!r}")
+    answers = obj["answers"]
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        raise RecordError("answers: expected a non-empty list of strings")
+    return obj
 
-    A last line without its newline (a run killed mid-write) is dropped when it is
-    not valid JSON, and completed when it is; with ``repair=True`` the file itself
-    is fixed. Any other bad line raises ``PredictionsError("<path>:<line>: …")``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    records, offset = [], 0
-    lines = data.split(b"\n")
-    complete_until = len(data)
-    for lineno, raw in enumerate(lines, 1):
-        last = lineno == len(lines)
-        start, offset = offset, offset + len(raw) + 1
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if last:  # no newline after it: the tail of an interrupted write
-                complete_until = start
-                break
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-            raise PredictionsError(f"{path}:{lineno}: invalid JSON: {msg}") from None
-        if not isinstance(obj, dict) or any(key not in obj for key in PREDICTION_FIELDS):
-            missing = [k for k in PREDICTION_FIELDS if not isinstance(obj, dict) or k not in obj]
-            raise PredictionsError(f"{path}:{lineno}: not a prediction record (missing {', '.join(missing)})")
-        if obj["label"] not in HUMAN_LABELS:
-            raise PredictionsError(f"{path}:{lineno}: label: expected 通过 or 不通过, got {obj['label']!r}")
-        answers = obj["answers"]
-        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise PredictionsError(f"{path}:{lineno}: answers: expected a non-empty list of strings")
-        records.append(obj)
-    if repair and (complete_until < len(data) or (data and not data.endswith(b"\n"))):
-        with path.open("r+b") as handle:
-            handle.truncate(complete_until)
-            if complete_until and not data[:complete_until].endswith(b"\n"):
-                handle.seek(0, os.SEEK_END)
-                handle.write(b"\n")
-    return records
+
+def _describe(record: dict) -> str:
+    return f"group {record['group_id']} ({record['label']}, from {record['source']})"
+
+
+def read_predictions(path: str | Path) -> list[dict]:
+    """The records of ``path`` (none when it does not exist); an unfinished last line (a run killed
+    mid-write) is ignored. A bad line, or a group on two lines, raises ``PredictionsError("<path>:<line>: …")``."""
+    return read_jsonl(path, _parse, prediction_key, _describe)
 
 
 def prediction_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-class PredictionWriter:
-    """Appends one complete, flushed line per group."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("a", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self._handle.write(prediction_line(record) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> PredictionWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+def open_predictions(out_dir: Path, settings: dict, *, force: bool = False) -> ResumableJsonl[dict]:
+    """``predictions.jsonl`` to open for appending (a context manager): locked, its unfinished last line cut, its records
+    read, ``settings`` checked against (then recorded in) ``predictions.settings.json``."""
+    guard = Settings(settings, out_dir / SETTINGS, force=force, force_hint="evaluate.force_resume=true",
+                     other_output_hint="use another evaluate.output_dir")
+    return ResumableJsonl(out_dir / PREDICTIONS, _parse, prediction_key, _describe, settings=guard)
 
 
-def check_settings(out_dir: Path, settings: dict, has_predictions: bool) -> None:
-    """Record ``settings`` beside the predictions, or refuse to resume predictions made differently."""
-    path = out_dir / SETTINGS
-    if has_predictions and path.is_file():
-        try:
-            before = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            before = None
-        if isinstance(before, dict):
-            changed = [k for k in settings if k in before and before[k] != settings[k]]
-            if changed:
-                shown = ", ".join(f"{k}={before[k]!r} (now {settings[k]!r})" for k in changed)
-                raise PredictionsError(
-                    f"{out_dir / PREDICTIONS} was made with {shown}; "
-                    "use another evaluate.output_dir or the same settings to resume"
-                )
-            return
-    write_text_atomic(path, json.dumps(settings, ensure_ascii=False, indent=2) + "\n")
+def append_prediction(file: ResumableJsonl[dict], record: dict) -> None:
+    file.append(prediction_line(record), record)
 
 
 # --------------------------------------------------------------------------- final files

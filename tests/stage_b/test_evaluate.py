@@ -328,4 +328,134 @@ def test_predictions_reader_names_bad_records(tmp_path):
     path.write_text(json.dumps(good) + "\n" + json.dumps(good)[:-1])  # cut mid-record
     assert len(read_predictions(path)) == 1  # the unfinished tail is dropped
     path.write_text(json.dumps(good) + "\n" + json.dumps(good))  # a full record missing only its newline
-    assert len(read_predictions(path, repair=True)) == 2 and path.read_text().endswith("}\n")
+    assert len(read_predictions(path)) == 1  # not durable yet (no newline): made again on resume, like Stage-A
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "answers": ["y"]}) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}:2: group g \(通过, from /a.jsonl\) already on line 1"):
+        read_predictions(path)
+
+
+# ------------------------------------------------------------------ one writer per folder, settings travel
+
+
+def test_second_evaluation_on_one_folder_is_refused(tmp_path, session_cache):
+    """Issue 16.1: two evaluations at once on one evaluate.output_dir must not both write."""
+    import threading
+
+    files, answers = make_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    started, release = threading.Event(), threading.Event()
+
+    class SlowModel(TableModel):
+        def answer(self, batch_of_messages, n_samples):
+            started.set()
+            assert release.wait(60)
+            return super().answer(batch_of_messages, n_samples)
+
+    first: dict = {}
+    thread = threading.Thread(target=lambda: first.update(evaluate(compose_cfg(files, out), model=SlowModel(answers))))
+    thread.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(EvaluationInputError, match=r"predictions\.jsonl: another run is writing this file"):
+            evaluate(compose_cfg(files, out), model=TableModel(answers))
+    finally:
+        release.set()
+        thread.join(60)
+    assert first["overall"]["n"] == len(TABLE)
+    assert len(read_predictions(out / "predictions.jsonl")) == len(TABLE)  # every group once
+
+
+def test_repeated_groups_in_predictions_are_refused(tmp_path, session_cache):
+    files, answers = make_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    evaluate(compose_cfg(files, out), model=TableModel(answers))
+    path = out / "predictions.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines + lines[:1]))  # what two writers used to leave behind
+    with pytest.raises(EvaluationInputError, match=rf"{path}:{len(lines) + 1}: group .* already on line 1"):
+        evaluate(compose_cfg(files, out), model=TableModel(answers))
+
+
+def test_resume_refuses_predictions_whose_settings_are_unknown(tmp_path, session_cache, caplog):
+    """Issue 16.8: predictions.jsonl without predictions.settings.json is not resumed silently."""
+    files, answers = make_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="scripted crash"):
+        evaluate(compose_cfg(files, out), model=TableModel(answers, fail_on_call=2))
+    (out / "predictions.settings.json").unlink()
+    before = (out / "predictions.jsonl").read_bytes()
+    with pytest.raises(EvaluationInputError, match=r"predictions\.settings\.json is missing.*evaluate\.force_resume=true"):
+        evaluate(compose_cfg(files, out, "evaluate.temperature=1.0"), model=TableModel(answers))
+    assert (out / "predictions.jsonl").read_bytes() == before
+    model = TableModel(answers)
+    with caplog.at_level("WARNING"):
+        metrics = evaluate(compose_cfg(files, out, "evaluate.force_resume=true"), model=model)
+    assert metrics["overall"]["n"] == len(TABLE) and len(model.asked) == len(TABLE) - 3
+    assert "force_resume" in caplog.text
+    assert json.loads((out / "predictions.settings.json").read_text())["temperature"] == 0.7
+
+
+# ------------------------------------------------------------------ evaluate.workers > 1 (Ray Data)
+
+
+def _tiny_cfg(files, out, *extra):
+    return compose_cfg(files, out, "evaluate.temperature=0", "evaluate.samples_per_group=1",
+                       "evaluate.max_new_tokens=4", *extra)
+
+
+@pytest.fixture
+def one_process_predictions(tmp_path, session_cache):
+    files, _ = make_inputs(tmp_path / "in")
+    evaluate(_tiny_cfg(files, tmp_path / "one"))
+    return files, (tmp_path / "one" / "predictions.jsonl").read_bytes()
+
+
+def test_two_workers_write_what_one_process_writes(tmp_path, one_process_predictions):
+    files, expected = one_process_predictions
+    metrics = evaluate(_tiny_cfg(files, tmp_path / "two", "evaluate.workers=2"))
+    assert (tmp_path / "two" / "predictions.jsonl").read_bytes() == expected
+    assert metrics["overall"]["n"] == len(TABLE)
+
+
+@pytest.mark.slow
+def test_killed_verdict_actor_has_its_groups_retried(tmp_path, one_process_predictions, monkeypatch):
+    import functools
+
+    from stage_b_support import verdict_model_killed_once
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    files, expected = one_process_predictions
+    marker = tmp_path / "killed"
+    evaluate(_tiny_cfg(files, tmp_path / "two", "evaluate.workers=2"),
+             model_factory=functools.partial(verdict_model_killed_once, marker=str(marker)))
+    assert marker.exists()
+    assert (tmp_path / "two" / "predictions.jsonl").read_bytes() == expected
+
+
+@pytest.mark.slow
+def test_cli_sigkill_with_two_workers_then_resume(synthetic_stage_a, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "eval"
+    one = tmp_path / "one"
+    assert _cli(_synthetic_args(synthetic_stage_a, one), tmp_path).returncode == 0
+    expected = (one / "predictions.jsonl").read_bytes()
+    args = _synthetic_args(synthetic_stage_a, out) + ["evaluate.workers=2", "evaluate.batch_size=2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "bbuqc.evaluate", *args, f"hydra.run.dir={tmp_path / 'hydra'}"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = out / "predictions.jsonl"
+    try:
+        deadline = time.monotonic() + 300
+        while (not path.exists() or path.read_bytes().count(b"\n") < 2) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    cut = path.read_bytes()
+    assert expected.startswith(cut[: cut.rfind(b"\n") + 1]) and cut.count(b"\n") < 42
+    done = _cli(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert path.read_bytes() == expected
