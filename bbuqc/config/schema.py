@@ -11,10 +11,10 @@ from omegaconf import MISSING
 
 @dataclass
 class MissionConfig:
-    id: str = MISSING
-    name: str = MISSING
-    domain: str = MISSING
-    focus: list[str] = field(default_factory=list)
+    id: str = MISSING  # mission id (mission=<id>), e.g. bbu_wind
+    name: str = MISSING  # the Chinese mission name, as in the image tree and Stage-A records
+    domain: str = MISSING  # BBU | RRU: the summary header's domain
+    focus: list[str] = field(default_factory=list)  # the reviewer's focus points, quoted in the prompts
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ModelConfig:
     adapter: str | None = None
     model_type: str = MISSING  # ms-swift model_type, e.g. qwen2_5_vl
     template: str = MISSING  # ms-swift template name
-    multimodal: bool = True
+    multimodal: bool = True  # a VL model (images in); false: text only (Stage-B)
     # number of LLM decoder blocks; checked against lora.last_k before weights load.
     # null: read from <path>/config.json.
     num_llm_layers: int | None = None
@@ -49,7 +49,7 @@ class AlgoConfig:
 
 @dataclass
 class RewardConfig:
-    name: str = MISSING
+    name: str = MISSING  # the reward set's name (reward=<name>)
     # {namespace: {reward: weight}}: `summary.format` is reward.weights.summary.format.
     # Values stay untyped here so validation can name a bad one in the project's terms.
     weights: dict[str, Any] = field(default_factory=dict)
@@ -60,41 +60,41 @@ class ChordConfig:
     # CHORD (GRPO only): the SFT loss on the reference outputs mixed into GRPO with weight mu, which
     # warms up linearly to mu_peak over mu_warmup_steps and decays (cosine) to mu_valley over mu_decay_steps
     enabled: bool = False
-    mu_peak: float | None = 0.9
-    mu_valley: float | None = 0.05
-    mu_warmup_steps: int | None = 2
-    mu_decay_steps: int | None = 20
+    mu_peak: float | None = 0.9  # mu after warm-up
+    mu_valley: float | None = 0.05  # mu after decay
+    mu_warmup_steps: int | None = 2  # linear warm-up steps
+    mu_decay_steps: int | None = 20  # cosine decay steps
     sft_batch_size: int | None = 1  # reference rows per step
     phi: bool = False  # token-wise phi weighting of the SFT loss
 
 
 @dataclass
 class LoraConfig:
-    last_k: int = 2
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
+    last_k: int = 2  # LoRA on every Linear of the last K LLM decoder blocks (vision tower and aligner never)
+    rank: int = 8  # LoRA rank r
+    alpha: int = 16  # LoRA alpha (scale alpha / r)
+    dropout: float = 0.05  # LoRA dropout
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 4
-    num_generations: int = 2
-    per_device_batch_size: int = 4
+    max_steps: int = 4  # optimiser steps
+    num_generations: int = 2  # GRPO: completions per prompt (the group of the advantage)
+    per_device_batch_size: int = 4  # rows (GRPO: completions) per device per step
     # completions per rollout; null: per_device_batch_size x GPUs x gradient_accumulation_steps
     generation_batch_size: int | None = None
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    temperature: float = 1.0
-    max_completion_length: int = 48
-    max_length: int = 2048
-    beta: float = 0.04
-    seed: int = 42
-    save_steps: int = 2
+    gradient_accumulation_steps: int = 1  # micro-batches per optimiser step
+    learning_rate: float = 1e-4  # peak learning rate of the LoRA weights
+    temperature: float = 1.0  # GRPO rollout sampling temperature
+    max_completion_length: int = 48  # GRPO: new tokens per completion
+    max_length: int = 2048  # prompt (+ answer for SFT) tokens; longer rows are cut by ms-swift
+    beta: float = 0.04  # GRPO: KL weight to the reference model (0: no reference pass)
+    seed: int = 42  # training and data-order seed
+    save_steps: int = 2  # a checkpoint every N steps (validated steps are always saved)
     save_total_limit: int | None = None  # keep at most this many checkpoints (never the best one); null: all
-    logging_steps: int = 1
-    resume_from: str | None = None
-    dataloader_num_workers: int = 0
+    logging_steps: int = 1  # a logging.jsonl / W&B line every N steps
+    resume_from: str | None = None  # a checkpoint-N folder to continue from (adapter, optimizer, scheduler, RNG)
+    dataloader_num_workers: int = 0  # torch DataLoader worker processes
     # held-out validation (greedy generation on the validation set, metrics under val/): every N steps;
     # null: never. A validated step is always saved as a checkpoint.
     eval_steps: int | None = None
@@ -114,11 +114,11 @@ class ComputeConfig:
     device: str = "cpu"  # cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 | fp16
     rollout: str = "hf"  # hf | vllm_colocate | vllm_server
-    vllm_gpu_memory_utilization: float = 0.5
-    vllm_server_host: str = "127.0.0.1"
-    vllm_server_port: int = 8000
+    vllm_gpu_memory_utilization: float = 0.5  # vLLM's share of GPU memory (colocated rollouts)
+    vllm_server_host: str = "127.0.0.1"  # `swift rollout` server (rollout=vllm_server)
+    vllm_server_port: int = 8000  # `swift rollout` server port
     deepspeed: str | None = None  # null | zero2 | zero3
-    nproc_per_node: int = 1
+    nproc_per_node: int = 1  # GPUs (processes) per node; >1 relaunches under torchrun
 
 
 @dataclass
@@ -127,12 +127,12 @@ class DataConfig:
     # files: the user's own root / JSONL files below.
     source: str = "synthetic"
     synthetic_dir: str | None = None  # null: <cache>/synth/seed<seed>-g<groups>
-    synthetic_seed: int = 0
-    synthetic_groups_per_mission: int = 6
+    synthetic_seed: int = 0  # the synthetic world's seed (another seed: another, held-out world)
+    synthetic_groups_per_mission: int = 6  # the synthetic world's size
     root: str | None = None  # Stage-A image tree
     summary_jsonl: str | None = None  # summary-task rows
     stage_a_jsonl: list[str] = field(default_factory=list)  # verdict-task sources
-    max_rows: int | None = None
+    max_rows: int | None = None  # use at most this many rows (groups for verdicts); null: all
     # held-out validation set: explicit files (never trained on; must share no group id with the training
     # data), else this fraction of the groups, picked deterministically by group id
     val_fraction: float = 0.0
@@ -143,28 +143,28 @@ class DataConfig:
 @dataclass
 class InferConfig:
     backend: str = "hf"  # hf | vllm
-    batch_size: int = 8
-    max_new_tokens: int = 256
-    temperature: float = 0.0
+    batch_size: int = 8  # images per generate() call
+    max_new_tokens: int = 256  # tokens per summary
+    temperature: float = 0.0  # 0: greedy
     output: str | None = None  # null: outputs/stage_a/<mission id>.jsonl under the working dir (stable: re-running resumes)
     workers: int = 1  # >1: Stage-A on Ray Data with this many model actors (one GPU each with compute.device=cuda)
     ray_address: str | None = None  # workers>1: auto | <host>:<port> attaches to a Ray cluster; null starts a local one
     force_resume: bool = False  # resume an output whose settings file (<output>.meta.json) is missing
-    progress: bool = True
+    progress: bool = True  # a progress bar on stderr
 
 
 @dataclass
 class EvaluateConfig:
     output_dir: str | None = None  # null: the Hydra run folder; an existing one resumes
     seed: int = 0  # torch seed for sampling (evaluate.temperature > 0)
-    samples_per_group: int = 1
-    batch_size: int = 8
-    max_new_tokens: int = 96
-    temperature: float = 0.0
+    samples_per_group: int = 1  # answers per group, majority-voted (a tie counts as 不通过)
+    batch_size: int = 8  # groups per generate() call
+    max_new_tokens: int = 96  # tokens per answer
+    temperature: float = 0.0  # 0: greedy; > 0 samples (with samples_per_group > 1)
     workers: int = 1  # >1: answer on Ray Data with this many model actors (one GPU each with compute.device=cuda)
     ray_address: str | None = None  # workers>1: auto | <host>:<port> attaches to a Ray cluster; null starts a local one
     force_resume: bool = False  # resume predictions.jsonl whose predictions.settings.json is missing
-    progress: bool = True
+    progress: bool = True  # a progress bar on stderr
 
 
 @dataclass
@@ -177,8 +177,8 @@ class ExportConfig:
 class LoggerConfig:
     backend: str = "wandb"  # wandb | none
     mode: str = "offline"  # offline | online
-    project: str = "bbuqc"
-    entity: str | None = None
+    project: str = "bbuqc"  # W&B project
+    entity: str | None = None  # W&B entity (team); null: the default one
     group: str | None = None  # null: the sweep's name inside a -m run
     name: str | None = None  # null: the run's overrides
 
