@@ -56,6 +56,11 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
             # a value of the wrong type) with its own message and exit 1 before any job starts; that is
             # an input error like every other, so it exits 2 as they do. Failures inside a job keep theirs.
             if exc.code == 1 and not started:
+                from bbuqc.overrides import override_parse_hint
+
+                hint = override_parse_hint(sys.argv[1:])  # Chinese paths must be quoted for Hydra
+                if hint:
+                    print(f"error: {hint}", file=sys.stderr)
                 raise SystemExit(2) from None
             raise
 

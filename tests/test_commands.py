@@ -109,3 +109,20 @@ def test_the_wheel_ships_the_configs(tmp_path):
     assert "bbuqc/conf/model/tiny.yaml" in names and "bbuqc/conf/experiment/lora_k.yaml" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "bbuqc-train = bbuqc.train:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_an_unquoted_chinese_path_override_says_how_to_quote_it(tmp_path):
+    proc = _run("bbuqc.infer", "data.root=/data/审核通过", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert "data.root='/data/审核通过'" in line
+
+
+def test_a_model_folder_with_python_files_is_refused_unless_trusted(tmp_path):
+    model = tmp_path / "ckpt"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "modeling_evil.py").write_text("import os\n")
+    refused = problems(_compose("evaluate", f"model.path={model}"), "evaluate")
+    assert len(refused) == 1 and "modeling_evil.py" in refused[0] and "model.trust_remote_code" in refused[0]
+    assert problems(_compose("evaluate", f"model.path={model}", "model.trust_remote_code=true"), "evaluate") == []

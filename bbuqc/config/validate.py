@@ -207,6 +207,7 @@ def _num_llm_layers(cfg: DictConfig) -> int | None:
 def _check_model(cfg: DictConfig) -> list[str]:
     from bbuqc.models.adapters import adapter_problem, read_adapter, read_base
     from bbuqc.models.resolve import model_dir, tiny_kind
+    from bbuqc.models.safety import remote_code_problem
 
     out = []
     m = cfg.model
@@ -216,6 +217,11 @@ def _check_model(cfg: DictConfig) -> list[str]:
             return out
     if m.path and not Path(m.path).is_dir():
         return out + [f"model.path={m.path}: no such folder"]
+    for key in ("path", "adapter"):
+        if m[key] and Path(m[key]).is_dir():
+            problem = remote_code_problem(m[key], f"model.{key}", m.trust_remote_code)
+            if problem:
+                out.append(problem)
     if m.adapter:
         if not Path(m.adapter).is_dir():
             return out + [f"model.adapter={m.adapter}: no such checkpoint folder"]
