@@ -22,6 +22,13 @@ from bbuqc.errors import InputError
 from bbuqc.paths import CONF_DIR
 
 
+def _error_lines(err: Exception) -> list[str]:
+    if isinstance(err, OSError):
+        # a folder that cannot be written (read-only, a file in its place, a full disk): name it and why
+        return [f"{err.filename}: {err.strerror or type(err).__name__}"]
+    return str(err).splitlines()
+
+
 def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]]) -> Callable[[], None]:
     """`runner()` returns the function called with the validated config (imported late, see above).
 
@@ -41,10 +48,12 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
             # here so a bad job fails alone and is recorded with the rest of the sweep.
             validate(cfg, command)
             return runner()(cfg)
-        except InputError as err:
+        except (InputError, OSError) as err:
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise  # the sweep records it and goes on with the other jobs
-            for line in str(err).splitlines():
+            if isinstance(err, OSError) and err.filename is None:
+                raise  # not about a file the user named: a real failure, with its traceback
+            for line in _error_lines(err):
                 print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
 

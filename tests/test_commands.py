@@ -126,3 +126,14 @@ def test_a_model_folder_with_python_files_is_refused_unless_trusted(tmp_path):
     refused = problems(_compose("evaluate", f"model.path={model}"), "evaluate")
     assert len(refused) == 1 and "modeling_evil.py" in refused[0] and "model.trust_remote_code" in refused[0]
     assert problems(_compose("evaluate", f"model.path={model}", "model.trust_remote_code=true"), "evaluate") == []
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, session_cache):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = _run("bbuqc.evaluate", "data.max_rows=2", f"evaluate.output_dir={blocker / 'eval'}", "logger=none",
+                "evaluate.progress=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert str(blocker / "eval") in line and "Not a directory" in line and "Traceback" not in proc.stderr
+    assert blocker.read_text() == "not a folder"
