@@ -36,7 +36,8 @@ def swift_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
     """The ms-swift arguments of the run: `RLHFArguments` for algo=grpo, `TrainArguments` for algo=sft."""
     kw = _common_kwargs(cfg, inputs)
     kw.update(_grpo_kwargs(cfg, inputs) if cfg.algo.name == "grpo" else _sft_kwargs(cfg))
-    kw.update(_compute_kwargs(cfg.compute))
+    # compute.rollout is GRPO's (SFT generates nothing), so an SFT run on a vLLM preset just trains
+    kw.update(_compute_kwargs(cfg.compute, rollouts=cfg.algo.name == "grpo"))
     return kw
 
 
@@ -125,21 +126,21 @@ def _sft_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return {"task_type": "causal_lm"}
 
 
-def _compute_kwargs(c: DictConfig) -> dict[str, Any]:
+def _compute_kwargs(c: DictConfig, rollouts: bool = True) -> dict[str, Any]:
     kw: dict[str, Any] = {
         "bf16": c.precision == "bf16",
         "fp16": c.precision == "fp16",
         "use_cpu": c.device == "cpu",
         "gradient_checkpointing": c.device == "cuda",
     }
-    if c.rollout == "vllm_colocate":
+    if rollouts and c.rollout == "vllm_colocate":
         kw.update(
             use_vllm=True,
             vllm_mode="colocate",
             vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization,
             sleep_level=1,
         )
-    elif c.rollout == "vllm_server":
+    elif rollouts and c.rollout == "vllm_server":
         kw.update(
             use_vllm=True,
             vllm_mode="server",

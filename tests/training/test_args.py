@@ -129,3 +129,18 @@ def test_an_adapter_is_continued_not_merged(tmp_path):
     kw = swift_kwargs(cfg, replace(INPUTS, adapter="/runs/sft/checkpoint-8"))
     assert kw["adapters"] == ["/runs/sft/checkpoint-8"]
     assert "adapters" not in swift_kwargs(cfg, INPUTS)
+
+
+@pytest.mark.parametrize("compute", ["cpu", "gpu", "gpu_vllm", "gpu_vllm_server", "gpu_zero2", "gpu_zero3"])
+def test_sft_mapping_of_every_compute_preset_is_ms_swift_arguments(compute):
+    from dataclasses import fields
+
+    from swift import SftArguments
+
+    overrides = ["algo=sft", "task=verdict", f"compute={compute}"]
+    assert set(kwargs(*overrides)) <= {f.name for f in fields(SftArguments)}
+
+
+def test_sft_on_a_vllm_preset_trains_without_rollout_arguments():
+    kw = kwargs("algo=sft", "compute=gpu_vllm")
+    assert kw["bf16"] is True and not [k for k in kw if k.startswith(("use_vllm", "vllm_", "sleep_level"))]
