@@ -100,6 +100,21 @@ def ray_cluster(address: str | None, *, field: str, workers: int, workers_field:
             ray.shutdown()
 
 
+def worker_config(cfg) -> dict:
+    """The config a Ray worker rebuilds itself from: resolved, with the model folders made absolute
+    (a worker does not necessarily run in this process's working directory)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    model = container.get("model") or {}
+    for key in ("path", "adapter"):
+        if model.get(key):
+            model[key] = str(Path(model[key]).expanduser().resolve())
+    return container
+
+
 def ordered_map(chunks: list[Any], worker_cls: type, worker_args: tuple, *, workers: int, gpus: bool,
                 max_retries: int = MAX_RETRIES) -> Iterator[tuple[int, Any]]:
     """``(chunk index, result)`` for every chunk, in chunk order, as soon as each is ready.

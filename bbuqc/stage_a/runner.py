@@ -166,10 +166,21 @@ class GenerationStats:
     batch_failures: int = 0  # batches that raised and were retried image by image
     written: int = 0
     failed: list[GroupFailure] = field(default_factory=list)
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, images) per finished batch
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def steady_images_per_s(self, skip: int = 1) -> float | None:
+        """Throughput once every worker is up: the images of the batches that finished after the
+        ``skip``-th one, over the time since it (None with too few batches). Model loading and,
+        on Ray, actor start-up are left out: what a long run converges to."""
+        if len(self.arrivals) <= skip:
+            return None
+        t0 = self.arrivals[skip - 1][0]
+        dt = self.arrivals[-1][0] - t0
+        return sum(n for _, n in self.arrivals[skip:]) / dt if dt > 0 else None
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -236,6 +247,7 @@ def generate_groups(
             states[gi].raw[ii] = text
             states[gi].remaining -= 1
         stats.images += len(batch)
+        stats.arrivals.append((time.perf_counter(), len(batch)))
         if on_images:
             on_images(len(batch))
 
@@ -416,6 +428,7 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
         "images": stats.images,
         "seconds": round(stats.seconds, 3),
         "images_per_s": round(stats.images_per_s, 3),
+        "images_per_s_steady": _round(stats.steady_images_per_s(skip=workers if use_ray else 1)),
         "batch_failures": stats.batch_failures,
     }
     write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)
@@ -444,7 +457,8 @@ def chunk_groups(groups: list[Group], images_per_chunk: int) -> list[list[Group]
 
 
 def _group_payload(g: Group) -> dict:
-    return {"group_id": g.group_id, "label": g.label, "dir": str(g.dir), "images": [str(p) for p in g.images]}
+    # absolute: a Ray worker does not necessarily run in this process's working directory
+    return {"group_id": g.group_id, "label": g.label, "dir": str(g.dir), "images": [str(p.resolve()) for p in g.images]}
 
 
 class StageAWorker:
@@ -479,20 +493,20 @@ def generate_on_ray(cfg: DictConfig, pending: list[Group], writer: StageAWriter,
                     backend_factory: Callable[[DictConfig], Backend] | None = None) -> GenerationStats:
     """Generate ``pending`` on ``infer.workers`` Ray actors; write each record in discovery order."""
     import ray.exceptions
-    from omegaconf import OmegaConf
 
-    from bbuqc.distributed import ordered_map
+    from bbuqc.distributed import ordered_map, worker_config
 
     workers = int(cfg.infer.workers)
     gpus = cfg.compute.device == "cuda"
     chunks = chunk_groups(pending, int(cfg.infer.batch_size))
     stats = GenerationStats()
     start = time.perf_counter()
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = worker_config(cfg)
     try:
         for index, result in ordered_map([[_group_payload(g) for g in c] for c in chunks], StageAWorker,
                                          (container, backend_factory), workers=workers, gpus=gpus):
             stats.images += int(result["images"])
+            stats.arrivals.append((time.perf_counter(), int(result["images"])))
             stats.batch_failures += int(result["batch_failures"])
             for outcome in result["groups"]:
                 if "line" in outcome:
@@ -510,6 +524,10 @@ def generate_on_ray(cfg: DictConfig, pending: list[Group], writer: StageAWriter,
                           f"groups of this run are in {writer.path}: re-run the same command to resume") from None
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def format_summary(s: dict) -> str:

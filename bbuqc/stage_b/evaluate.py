@@ -217,16 +217,15 @@ def answer_on_ray(cfg: DictConfig, pending: list[Group], file, *, total: int, mo
     """Answer ``pending`` on ``evaluate.workers`` Ray actors in batches of ``evaluate.batch_size``
     (the in-process batches); write each group's line in input order as soon as it is its turn."""
     import ray.exceptions
-    from omegaconf import OmegaConf
     from tqdm.auto import tqdm
 
-    from bbuqc.distributed import ordered_map
+    from bbuqc.distributed import ordered_map, worker_config
 
     ev = cfg.evaluate
     workers, n = int(ev.workers), int(ev.samples_per_group)
     batches = [pending[i : i + int(ev.batch_size)] for i in range(0, len(pending), int(ev.batch_size))]
     payloads = [[g.row["messages"] for g in b] for b in batches]
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = worker_config(cfg)
     with tqdm(total=total, initial=total - len(pending), unit="group", desc="Stage-B", disable=not ev.progress,
               dynamic_ncols=True) as bar:
         try:

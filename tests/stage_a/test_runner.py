@@ -325,3 +325,20 @@ def test_cli_bad_root_exits_before_any_output(tmp_path, tree):
     assert proc.returncode != 0
     assert err.decode().strip().splitlines() == [f"error: data.root={tmp_path / 'nowhere'}: no such file or folder"]
     assert not out.exists()
+
+
+def test_infer_sweep_records_a_failing_job_and_runs_the_next(tmp_path):
+    """Issue 12 defect 3: a Stage-A error used to sys.exit(2) inside the job, ending the sweep
+    after job 0 with no record. Now each job fails alone and is recorded."""
+    empty = tmp_path / "empty-root"
+    empty.mkdir()
+    sweep = tmp_path / "sweep"
+    proc = _cli(["-m", "mission=bbu_wind,rru_cable", f"data.root={empty}", "infer.progress=false",
+                 f"hydra.sweep.dir={sweep}"], tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err.decode()[-2000:]
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    jobs = sorted(summary["jobs"], key=lambda j: j["num"])
+    assert [j["status"] for j in jobs] == ["failed", "failed"]
+    for job, mission in zip(jobs, ("bbu_wind", "rru_cable")):
+        assert MISSIONS[mission].name in job["error"]  # the missing mission folder, named
