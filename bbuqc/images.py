@@ -144,11 +144,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             target = _budget_size(image.size, max_pixels)
             if target and image.format == "JPEG":
                 image.draft(None, target)  # DCT scaling: decode at 1/2, 1/4 or 1/8, still >= target
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            rgb = to_rgb(upright)
-            if rgb is image:  # keep nothing tied to the closed file
-                rgb = rgb.copy()
+            image.load()  # the pixels are in memory now: closing the file keeps them
+            ImageOps.exif_transpose(image, in_place=True)  # no copy when already upright
+            rgb = to_rgb(image)
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: cannot be read (not an image Pillow recognises)") from None
     except ImageReadError as exc:
