@@ -13,20 +13,17 @@ a bad object, ``file:line`` for a bad line of a file.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bbuqc.errors import InputError
-from bbuqc.prompts.summary import IRRELEVANT, strip_special_tokens
+from bbuqc.protocol import HEADER_LIKE_RE, IRRELEVANT, strip_special_tokens
 
 LABEL_DIRS = {"审核通过": "pass", "审核不通过": "fail"}
 VERDICT_OF_LABEL = {"pass": "通过", "fail": "不通过"}
 LABELS = tuple(VERDICT_OF_LABEL)
 FIELDS = ("group_id", "mission", "label", "images", "per_image")
-
-_HEADER_RE = re.compile(r"^<DOMAIN=[^>]*>\s*,\s*<TASK=[^>]*>")
 
 
 class StageAFormatError(InputError):
@@ -214,7 +211,7 @@ def postprocess_summary(raw: str) -> str:
     text = strip_special_tokens(raw).strip()
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith("```")]
-    if lines and _HEADER_RE.match(lines[0]):
+    if lines and HEADER_LIKE_RE.match(lines[0]):
         lines = lines[1:]
     if not lines:
         return ""

@@ -3,7 +3,7 @@
 This module is the one place where the summary contract is written down for the
 model: training rows (``bbuqc.data.rows``), Stage-A inference and the synthetic
 world all build their prompts here. It imports nothing heavy, and nothing from
-the rest of the package but the mission catalogue.
+the rest of the package but the mission catalogue and the output protocol.
 
 The contract (REWARDS.md, "Summary output format"): a relevant image of domain
 ``D`` gets exactly two lines, the header ``<DOMAIN=D>, <TASK=SUMMARY>`` and one
@@ -12,18 +12,13 @@ JSON line; an irrelevant image gets the single line ``无关图片``.
 
 from __future__ import annotations
 
-import re
-
 from bbuqc.missions import MISSIONS, MISSIONS_BY_NAME, Mission
 
-# The output contract's strings come from the reward parser that scores it (one definition).
-from bbuqc.rewards.summary.parsing import HEADER_TEMPLATE
-from bbuqc.rewards.summary.parsing import IRRELEVANT_TEXT as IRRELEVANT
+# The output contract is defined once, in bbuqc.protocol, for prompts and rewards alike.
+from bbuqc.protocol import IRRELEVANT
+from bbuqc.protocol import summary_header as header
 
 IMAGE_TAG = "<image>"  # ms-swift: one tag per image in the user content, images in the `images` column
-
-# Chat special tokens (Qwen ``<|im_end|>``, ``<|endoftext|>``, Llama ``<|eot_id|>``, ...).
-SPECIAL_TOKEN_RE = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 
 # Taxonomy (DESIGN.md §5): category -> its attributes, in the order a summary writes them.
 # ``文本`` (OCR text) and ``站点距离`` take free values; every other attribute one of ATTRIBUTE_VALUES.
@@ -93,15 +88,6 @@ def resolve_mission(mission: Mission | str) -> Mission:
         return mission
     # a Hydra MissionConfig node or anything with the same fields
     return Mission(str(mission.id), str(mission.name), str(mission.domain), tuple(mission.focus))
-
-
-def header(domain: str) -> str:
-    """Line 1 of a relevant image's summary."""
-    return HEADER_TEMPLATE.format(domain)
-
-
-def strip_special_tokens(text: str) -> str:
-    return SPECIAL_TOKEN_RE.sub("", text)
 
 
 def _attribute_text(attr: str) -> str:

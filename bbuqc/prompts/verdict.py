@@ -1,4 +1,4 @@
-"""Stage-B (verdict task) prompts and the two-line verdict protocol.
+"""Stage-B (verdict task) prompts; the answer format itself is ``bbuqc.protocol``.
 
 The model reads one group's Stage-A summaries (``图片_i: summary`` lines, in image
 order) and answers in exactly two lines (REWARDS.md, "Stage-B verdict rewards")::
@@ -10,20 +10,14 @@ order) and answers in exactly two lines (REWARDS.md, "Stage-B verdict rewards"):
 from __future__ import annotations
 
 import json
-import re
 
 from natsort import natsorted
 
 from bbuqc.missions import Mission
+from bbuqc.protocol import FAIL, PASS, THIRD_STATE_WORDS, VERDICTS, parse_verdict
+from bbuqc.protocol import verdict_answer as verdict_solution  # the reference answer of a row
 
-from .summary import resolve_mission, strip_special_tokens
-
-PASS = "通过"
-FAIL = "不通过"
-VERDICTS = (PASS, FAIL)
-# Words a hedging model may write instead of a verdict; never a valid line 1.
-THIRD_STATE_WORDS = ("需复核", "证据不足", "待定", "无法判断")
-REASON_RE = re.compile(r"^理由[:：]\s*(.+)$", re.DOTALL)
+from .summary import resolve_mission
 
 
 def verdict_system_prompt(mission: Mission | str) -> str:
@@ -65,38 +59,6 @@ def verdict_messages(mission: Mission | str, per_image: dict[str, str] | str) ->
         {"role": "system", "content": verdict_system_prompt(m)},
         {"role": "user", "content": verdict_user_prompt(m, per_image)},
     ]
-
-
-def verdict_solution(verdict: str, reason: str) -> str:
-    """The reference two-line answer."""
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be {PASS!r} or {FAIL!r}, got {verdict!r}")
-    reason = " ".join(reason.split())
-    if not reason:
-        raise ValueError("reason must be non-empty")
-    return f"{verdict}\n理由: {reason}"
-
-
-def parse_verdict(text: object) -> tuple[str | None, str | None]:
-    """``(verdict, reason)`` of a two-line answer, ``(None, None)`` when it breaks the protocol.
-
-    The protocol of ``verdict.format``: chat special tokens removed, trailing
-    whitespace removed, exactly two lines; line 1 stripped is 通过 or 不通过 (a
-    third-state word never is); line 2 stripped matches ``^理由[:：]\\s*.+``.
-    The reason is the text after the colon, stripped.
-    """
-    if not isinstance(text, str):
-        return None, None
-    lines = strip_special_tokens(text).rstrip().splitlines()
-    if len(lines) != 2:
-        return None, None
-    verdict = lines[0].strip()
-    if verdict not in VERDICTS:
-        return None, None
-    match = REASON_RE.match(lines[1].strip())
-    if match is None:
-        return None, None
-    return verdict, match.group(1).strip()
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Stage-B verdict rewards: verdict.format, verdict.label, verdict.consistency.
 
-The verdict is two lines: ``通过`` or ``不通过``, then ``理由：<reason>``.
+The verdict is two lines: ``通过`` or ``不通过``, then ``理由：<reason>``, parsed by
+``bbuqc.protocol.parse_verdict`` (the parse evaluation uses too).
 Like the summary rewards, each completion is parsed once per batch into a
 cached ``VerdictContext`` keyed by its text; the per-row columns
 (``group_label``, ``summaries``) are read on every call, so a changed row
@@ -11,17 +12,11 @@ from __future__ import annotations
 
 import re
 
+from bbuqc.protocol import VERDICTS, parse_verdict, verdict_text
+
 from .summary import parsing
 from .summary.context import as_list, column, lazy, remember
 
-VERDICTS = ("通过", "不通过")
-# Words of a third state the model must not use as a verdict. They can never
-# equal a valid line 1, so format and label already reject them; listed for docs
-# and tests.
-THIRD_STATE_WORDS = ("需复核", "证据不足", "待定", "无法判断")
-
-_REASON_LINE = re.compile(r"理由[:：]\s*.+")
-_REASON_PREFIX = re.compile(r"理由[:：]\s*")
 # 图片_3, 图片3 and 图片＿3; ASCII digits only. Up to 6 digits keeps int() cheap;
 # a longer run is still a reference, and never to an existing image.
 _IMAGE_REF = re.compile(r"图片[_＿]?([0-9]+)")
@@ -59,46 +54,25 @@ _CUE_KIND = {
 _CUES = re.compile("|".join(sorted(map(re.escape, _CUE_KIND), key=len, reverse=True)))
 
 
-def verdict_text(completion: object) -> str:
-    """The completion's text, special tokens removed, trailing whitespace removed."""
-    text = parsing.raw_text(completion)
-    for token in parsing.SPECIAL_TOKENS:
-        if token in text:
-            text = text.replace(token, "")
-    return text.rstrip()
-
-
 class VerdictContext:
-    """Everything the verdict rewards read about one completion's text."""
+    """Everything the verdict rewards read about one completion's text.
+
+    Format, verdict and reason are :func:`bbuqc.protocol.parse_verdict`'s, the
+    same parse evaluation uses, so an answer valid there is formatted here.
+    """
 
     def __init__(self, text: str):
-        self.text = text  # already cleaned by verdict_text
-
-    @lazy
-    def lines(self) -> list[str]:
-        return self.text.splitlines()
+        self.text = text  # the raw completion text
+        self.verdict, self.reason = parse_verdict(text)
+        if self.reason is None:
+            self.reason = ""
+        self.format_ok = self.verdict is not None
 
     @lazy
     def first_line(self) -> str:
-        """Line 1 (stripped) of the stripped text, for verdict.label."""
-        lines = self.text.strip().splitlines()
+        """Line 1 (stripped) of the fully stripped text, for verdict.label."""
+        lines = verdict_text(self.text).strip().splitlines()
         return lines[0].strip() if lines else ""
-
-    @lazy
-    def format_ok(self) -> bool:
-        lines = self.lines
-        return len(lines) == 2 and lines[0].strip() in VERDICTS and _REASON_LINE.match(lines[1].strip()) is not None
-
-    @lazy
-    def verdict(self) -> str | None:
-        return self.lines[0].strip() if self.format_ok else None
-
-    @lazy
-    def reason(self) -> str:
-        if not self.format_ok:
-            return ""
-        line = self.lines[1].strip()
-        return line[_REASON_PREFIX.match(line).end() :]
 
     @lazy
     def image_refs(self) -> frozenset:
@@ -129,7 +103,7 @@ _image_counts: dict = {}
 def batch_contexts(completions: object) -> list[VerdictContext]:
     contexts = []
     for completion in as_list(completions):
-        text = verdict_text(completion)
+        text = parsing.raw_text(completion)
         ctx = _contexts.get(text)
         if ctx is None:
             ctx = VerdictContext(text)

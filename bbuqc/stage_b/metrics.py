@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bbuqc.missions import MISSIONS, MISSIONS_BY_NAME
-from bbuqc.prompts.verdict import FAIL, PASS, parse_verdict
+from bbuqc.protocol import FAIL, PASS, parse_verdict
 
 INVALID = "invalid"
 HUMAN_LABELS = (PASS, FAIL)
@@ -49,7 +49,7 @@ class Vote:
 def vote(answers: Sequence[str]) -> Vote:
     """Plurality over the answers' outcomes (通过, 不通过, invalid); a tie for the top is 不通过.
 
-    An answer is invalid when :func:`bbuqc.prompts.verdict.parse_verdict` rejects it.
+    An answer is invalid when :func:`bbuqc.protocol.parse_verdict` rejects it.
     With one answer the verdict is that answer's outcome.
     """
     if not answers:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bbuqc.protocol import THIRD_STATE_WORDS, parse_verdict
 from bbuqc.rewards import clear_caches, get_reward
 from bbuqc.rewards import verdict as V
 
@@ -76,7 +77,34 @@ def test_format_invalid(completion):
 
 
 def test_third_state_words_are_listed():
-    assert V.THIRD_STATE_WORDS == ("需复核", "证据不足", "待定", "无法判断")
+    assert THIRD_STATE_WORDS == ("需复核", "证据不足", "待定", "无法判断")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "通过<|im_start|>\n理由: 图片_1检测到BBU设备",  # issue 12, defect 1: was 0.0 in training
+        "<|vision_start|>不通过\n理由: 图片_1缺少挡风板<|endoftext|>",
+        "通过\n理由: 图片_1检测到BBU设备<|eot_id|><|im_end|>",
+        "通过\n理由: <|x|>",  # the reason is only a token: empty once stripped
+        "通过<|im_start|>\n\n理由: x",  # a token does not hide a blank line
+        "通过\n理由: 图片_1<|not a token|>",
+    ],
+)
+def test_training_and_evaluation_read_an_answer_alike(answer):
+    """verdict.format is 1.0 exactly when evaluation's parse_verdict accepts the answer."""
+    verdict, reason = parse_verdict(answer)
+    assert run("verdict.format", answer) == (0.0 if verdict is None else 1.0)
+    ctx = V.batch_contexts([answer])[0]
+    assert (ctx.verdict, ctx.reason or None) == (verdict, reason)
+
+
+def test_special_token_after_the_verdict_is_valid_everywhere():
+    answer = "通过<|im_start|>\n理由: 图片_1检测到BBU设备"
+    assert parse_verdict(answer) == ("通过", "图片_1检测到BBU设备")
+    assert run("verdict.format", answer) == 1.0
+    assert run("verdict.label", answer, label="通过") == 1.0
+    assert run("verdict.consistency", answer) == 1.0  # grounded (图片_1 of 2) and 检测到 backs 通过
 
 
 # --- verdict.label -----------------------------------------------------------

@@ -226,7 +226,7 @@ def reference(summary_ref: str | None, domain: str | None) -> Summary | None:
     ref = None
     if summary_ref is not None:
         stripped = summary_ref.strip()
-        if stripped and stripped != parsing.IRRELEVANT_TEXT:
+        if stripped and stripped != parsing.IRRELEVANT:
             value = parsing.loads(stripped)
             if value is not parsing.INVALID:
                 ref = Summary(value, domain, source=stripped)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import threading
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>")
-IRRELEVANT_TEXT = "无关图片"
-HEADER_TEMPLATE = "<DOMAIN={}>, <TASK=SUMMARY>"
+from bbuqc.protocol import IRRELEVANT, strip_special_tokens, summary_header
 
 
 class _Invalid:
@@ -51,11 +49,8 @@ def raw_text(completion: object) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Remove the chat special tokens, then surrounding whitespace."""
-    for token in SPECIAL_TOKENS:
-        if token in text:
-            text = text.replace(token, "")
-    return text.strip()
+    """Remove the chat special tokens (bbuqc.protocol's rule), then surrounding whitespace."""
+    return strip_special_tokens(text).strip()
 
 
 def completion_text(completion: object) -> str:
@@ -63,7 +58,7 @@ def completion_text(completion: object) -> str:
 
 
 def expected_header(domain: str | None) -> str | None:
-    return HEADER_TEMPLATE.format(domain) if domain else None
+    return summary_header(domain) if domain else None
 
 
 def loads(text: str) -> object:

@@ -7,22 +7,20 @@ them with their id, range and a one-line description, in registry order.
 
 from __future__ import annotations
 
-import re
+from bbuqc.protocol import HEADER_SHAPE_RE
 
 from . import facts as F
 from .context import Summary, SummaryContext
-from .parsing import INVALID, IRRELEVANT_TEXT
-
-_FORMAT_HEADER = re.compile(r"<DOMAIN=[A-Z]+>, <TASK=[A-Z]+>")
+from .parsing import INVALID, IRRELEVANT
 
 
 def format_(ctx: SummaryContext) -> float:
     if ctx.irrelevant:
-        return 1.0 if ctx.text == IRRELEVANT_TEXT else 0.0
+        return 1.0 if ctx.text == IRRELEVANT else 0.0
     lines = ctx.lines
     if len(lines) != 2:
         return 0.0
-    ok = _FORMAT_HEADER.fullmatch(lines[0]) and lines[1].strip().endswith("}")
+    ok = HEADER_SHAPE_RE.fullmatch(lines[0]) and lines[1].strip().endswith("}")
     return 1.0 if ok else 0.0
 
 

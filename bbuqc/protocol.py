@@ -1,0 +1,103 @@
+"""The model-output protocol: what a Stage-A summary and a Stage-B verdict look like.
+
+One definition, imported by the prompts that ask for these formats, the rewards
+that score them, Stage-A post-processing and the evaluation metrics, so a text
+that one of them accepts is never rejected by another for a different reason.
+Pure Python and stdlib only (the config path imports it).
+
+Summary (REWARDS.md, "Summary output format")::
+
+    <DOMAIN=BBU>, <TASK=SUMMARY>
+    {"dataset":"BBU","objects_total":4,"统计":[...]}
+
+or, for an irrelevant image, the single line ``无关图片``.
+
+Verdict (REWARDS.md, "Stage-B verdict rewards")::
+
+    不通过
+    理由: 图片_2中BBU安装螺丝不符合要求
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- special tokens ---------------------------------------------------------
+
+# Chat special tokens (Qwen <|im_end|>, <|im_start|>, <|endoftext|>, Llama <|eot_id|>, ...):
+# every token of this shape is removed before a text is read, whichever component reads it.
+SPECIAL_TOKEN_RE = re.compile(r"<\|[A-Za-z0-9_]+\|>")
+
+
+def strip_special_tokens(text: str) -> str:
+    """``text`` without any ``<|name|>`` chat token (one pass)."""
+    # The membership test is much cheaper than a regex pass, and most texts have no token.
+    return SPECIAL_TOKEN_RE.sub("", text) if "<|" in text else text
+
+
+# --- summary ----------------------------------------------------------------
+
+IRRELEVANT = "无关图片"  # the whole output for an irrelevant image
+HEADER_TEMPLATE = "<DOMAIN={}>, <TASK=SUMMARY>"
+# The shape summary.format accepts as line 1 (any upper-case domain and task, exact spacing).
+HEADER_SHAPE_RE = re.compile(r"<DOMAIN=[A-Z]+>, <TASK=[A-Z]+>")
+# A header-like line 1 as models actually write it (any value, loose spacing): what Stage-A
+# post-processing drops before keeping the JSON line.
+HEADER_LIKE_RE = re.compile(r"^<DOMAIN=[^>]*>\s*,\s*<TASK=[^>]*>")
+
+
+def summary_header(domain: str) -> str:
+    """Line 1 of a relevant image's summary of ``domain``."""
+    return HEADER_TEMPLATE.format(domain)
+
+
+# --- verdict ----------------------------------------------------------------
+
+PASS = "通过"
+FAIL = "不通过"
+VERDICTS = (PASS, FAIL)
+# Words of a third state a hedging model may write instead of a verdict. They can never
+# equal a valid line 1, so parse_verdict already rejects them; listed for docs and tests.
+THIRD_STATE_WORDS = ("需复核", "证据不足", "待定", "无法判断")
+REASON_PREFIX = "理由: "  # what a reference answer writes; either colon is accepted
+_REASON_LINE_RE = re.compile(r"理由[:：]\s*(.+)")
+
+
+def verdict_text(text: str) -> str:
+    """The answer as the verdict protocol reads it: special tokens and trailing whitespace removed.
+
+    Leading whitespace is kept, so a leading blank line is a line.
+    """
+    return strip_special_tokens(text).rstrip()
+
+
+def verdict_answer(verdict: str, reason: str) -> str:
+    """The two-line answer for ``verdict`` and ``reason`` (whitespace runs collapsed)."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be {PASS!r} or {FAIL!r}, got {verdict!r}")
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ValueError("reason must be non-empty")
+    return f"{verdict}\n{REASON_PREFIX}{reason}"
+
+
+def parse_verdict(text: object) -> tuple[str | None, str | None]:
+    """``(verdict, reason)`` of a two-line answer, ``(None, None)`` when it breaks the protocol.
+
+    The rule of ``verdict.format``: :func:`verdict_text`, then exactly two lines;
+    line 1 stripped is 通过 or 不通过 (a third-state word never is); line 2 stripped
+    matches ``理由[:：]\\s*.+``. The reason is the text after the colon, stripped.
+    Anything but a str is no answer.
+    """
+    if not isinstance(text, str):
+        return None, None
+    lines = verdict_text(text).splitlines()
+    if len(lines) != 2:
+        return None, None
+    verdict = lines[0].strip()
+    if verdict not in VERDICTS:
+        return None, None
+    match = _REASON_LINE_RE.fullmatch(lines[1].strip())
+    if match is None:
+        return None, None
+    return verdict, match.group(1)
