@@ -311,7 +311,7 @@ def test_checkpoint_from_train_task_verdict_evaluates(synthetic_stage_a, tmp_pat
     done = _cli([*_synthetic_args(synthetic_stage_a, out), f"model.adapter={checkpoint}", "data.max_rows=8"],
                 tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "LoRA adapter" in done.stdout + done.stderr
+    # (that the adapter's weights are really merged is test_adapter_is_merged_and_generation_is_batched)
     assert json.loads((out / "metrics.json").read_text())["settings"]["adapter"] == str(checkpoint.resolve())
     assert len(_assert_consistent(out, synthetic_stage_a)) == 8
 
