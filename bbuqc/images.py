@@ -31,7 +31,7 @@ vision_utils.load_image``: ``Image.open`` + ``convert("RGB")``; for Qwen-VL temp
 orientation and the saturating 16-bit conversion. So bbuqc does not hand it such files:
 ``training_copies`` writes every image that this loader would change (``conversion_reason`` is
 not None) as a PNG of the loader's output into the run's data folder, and the rows point at
-the copies. An image ms-swift would read identically (8-bit RGB/grey, no transparency, upright,
+the copies. An image ms-swift would read identically (8-bit RGB/grey/palette, no transparency, upright,
 within the budget) is used as it is, so the common case copies nothing.
 """
 
@@ -122,7 +122,7 @@ def conversion_reason(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIX
     from PIL import Image
 
     with Image.open(path) as image:
-        if image.mode not in _PLAIN_MODES:
+        if image.mode not in _PLAIN_MODES + ("P",):  # an opaque palette converts the same either way
             return f"mode {image.mode}"
         if "transparency" in image.info:
             return "transparency"

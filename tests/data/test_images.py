@@ -142,6 +142,12 @@ def test_training_copies_only_for_images_ms_swift_would_read_otherwise(tmp_path)
     Image.new("RGB", (32, 32), (5, 6, 7)).save(plain)
     wide = gradient16(tmp_path / "g2" / "deep.png") if (tmp_path / "g2").mkdir() is None else None
     assert conversion_reason(plain) is None
+    opaque = Image.new("P", (8, 8), 1)
+    opaque.putpalette([0, 0, 0, 9, 9, 9])
+    opaque.save(tmp_path / "opaque.png")
+    assert conversion_reason(tmp_path / "opaque.png") is None
+    opaque.save(tmp_path / "clear.png", transparency=0)
+    assert conversion_reason(tmp_path / "clear.png") == "transparency"
     assert conversion_reason(wide) == "mode I;16"
     mapping = training_copies([str(plain), str(wide), str(plain)], tmp_path / "run" / "images")
     assert mapping[str(plain)] == str(plain)
