@@ -144,3 +144,23 @@ def backend_killed_once(cfg, marker: str):
             os.kill(os.getpid(), signal.SIGKILL)
 
     return KilledOnce()
+
+
+def backend_killed_on(cfg, image_name: str):
+    """A Ray worker's backend that SIGKILLs its own process whenever a batch holds ``image_name``:
+    that chunk can never finish, however often Ray restarts the actor."""
+    import signal
+
+    from bbuqc.stage_a.runner import backend_for
+
+    real = backend_for(cfg)
+
+    class KilledOn:
+        name = real.name
+
+        def generate(self, images, mission, settings):
+            if any(p.name == image_name for p in images):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real.generate(images, mission, settings)
+
+    return KilledOn()

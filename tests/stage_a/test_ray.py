@@ -15,7 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-from stage_a_support import MISSION_ID, N_GROUPS, REPO, backend_killed_once, base_overrides, compose
+from stage_a_support import (
+    MISSION_ID,
+    N_GROUPS,
+    REPO,
+    backend_killed_on,
+    backend_killed_once,
+    base_overrides,
+    compose,
+)
 
 from bbuqc.errors import InputError
 from bbuqc.stage_a.runner import run_stage_a
@@ -73,6 +81,21 @@ def test_killed_actor_has_its_groups_retried(tmp_path, tree, chatty_model, one_p
     assert marker.exists()  # an actor really died mid-chunk
     assert out.read_bytes() == one_process  # nothing lost, nothing twice
     assert summary["written"] == N_GROUPS and summary["failed"] == []
+
+
+@pytest.mark.slow
+def test_a_chunk_that_kills_every_actor_stops_after_the_retry_limit(tmp_path, tree, chatty_model, one_process,
+                                                                     workers_see_the_test_helpers):
+    """Past MAX_RETRIES restarts the run stops with one line; the groups before the poisoned chunk
+    are written (in order, once), and a re-run completes the file exactly."""
+    out = tmp_path / "out.jsonl"
+    cfg = compose(base_overrides(tree, out, chatty_model, batch_size=3, workers=2))
+    with pytest.raises(InputError, match=r"^infer\.workers=2: a Ray worker failed .*re-run the same command to resume"):
+        run_stage_a(cfg, backend_factory=functools.partial(backend_killed_on, image_name="a.jpeg"))
+    partial = out.read_bytes()
+    assert one_process.startswith(partial) and partial.count(b"\n") < N_GROUPS
+    run_stage_a(cfg)
+    assert out.read_bytes() == one_process
 
 
 @pytest.mark.slow

@@ -100,3 +100,28 @@ def test_sort_restores_discovery_order_atomically_and_keeps_the_lock(tmp_path):
     with StageAWriter(path) as writer:
         assert writer.sort(order[1:]) is True
     assert path.read_bytes().split(b"\n")[-2] == record_to_line(RECORDS[0]).encode("utf-8")
+
+
+def test_a_failed_write_is_one_line_and_keeps_what_was_written(tmp_path, monkeypatch):
+    """A full disk at fsync: an InputError naming the file and the cause, the earlier lines intact."""
+    import errno
+
+    path = tmp_path / "out.jsonl"
+    with StageAWriter(path) as writer:
+        writer.write(RECORDS[0])
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(OutputError, match=rf"^{path}: cannot write: No space left on device \(1 records"):
+            writer.write(RECORDS[1])
+        monkeypatch.undo()
+    assert read_output(path)[0] == RECORDS[0]
+
+
+def test_a_file_where_the_folder_belongs_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=rf"^{blocker / 'out.jsonl'}: cannot open for writing"):
+        StageAWriter(blocker / "out.jsonl").open()
