@@ -102,11 +102,18 @@ def check_references(ds, cfg: DictConfig) -> None:
 def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
     from bbuqc.data.rows import sft_messages
 
+    from bbuqc.images import DEFAULT_MAX_PIXELS, rows_with_training_images
+    from bbuqc.stage_a.backends import pixel_bounds
+
     train, val = source_datasets(cfg)  # reads and checks every input before anything is written
     sft = cfg.algo.name == "sft"
     if sft:
         check_references(train, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # ms-swift opens the images itself: any it would read differently from bbuqc's loader (16-bit,
+    # transparency, EXIF rotation, oversize) is handed over as a PNG of what Stage-A sees
+    max_pixels = pixel_bounds().get("max_pixels", DEFAULT_MAX_PIXELS)
+    train = rows_with_training_images(train, out_dir / "images", max_pixels=max_pixels)
     val_path = None
     if val is not None:
         val_path = out_dir / "validation.jsonl"
