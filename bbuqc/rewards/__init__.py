@@ -4,7 +4,7 @@ Pure Python (no torch, transformers or ms-swift), so configs can be validated
 without them. See docs/rewards.md for every id and REWARDS.md for the contract.
 """
 
-from . import verdict as _verdict
+from .base import RewardError, pop_error_metrics, strict_rewards
 from .registry import (
     LEGACY_IDS,
     REGISTRY,
@@ -12,30 +12,26 @@ from .registry import (
     RewardFunction,
     RewardIdError,
     RewardSpec,
+    clear_caches,
     get_reward,
     reward_id_problem,
     reward_names,
     reward_spec,
 )
-from .summary import context as _summary_context
-
-
-def clear_caches() -> None:
-    """Drop every cached parse (tests and benchmarks start cold with it)."""
-    _summary_context.clear_caches()
-    _verdict.clear_caches()
-
 
 __all__ = [
     "LEGACY_IDS",
     "REGISTRY",
     "LegacyRewardIdError",
+    "RewardError",
     "RewardFunction",
     "RewardIdError",
     "RewardSpec",
     "clear_caches",
     "get_reward",
+    "pop_error_metrics",
     "reward_id_problem",
     "reward_names",
     "reward_spec",
+    "strict_rewards",
 ]

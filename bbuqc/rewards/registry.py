@@ -10,115 +10,23 @@ id named, never aliased.
 from __future__ import annotations
 
 import difflib
-import gc
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from . import verdict
-from .summary.context import as_list, batch_contexts
-from .summary.rewards import SUMMARY_REWARDS
+from .base import REGISTRY, RewardFunction, RewardSpec
 
+# Importing a scorer module registers its rewards: summary.* first, then verdict.*.
+# isort: off
+from .summary import rewards as _summary_rewards  # noqa: F401
+from . import verdict as _verdict_rewards
 
-@dataclass(frozen=True)
-class RewardSpec:
-    id: str
-    lo: float
-    hi: float
-    doc: str
-
-    @property
-    def namespace(self) -> str:
-        return self.id.split(".", 1)[0]
+# isort: on
+from .summary import context as _summary_context
 
 
-_ONLY_FLOATS = {float}
+def clear_caches() -> None:
+    """Drop every cached parse (tests and benchmarks start cold with it)."""
+    _summary_context.clear_caches()
+    _verdict_rewards.clear_caches()
 
-
-class RewardFunction:
-    """One registered reward: prepares the batch's rows, then scores each.
-
-    Never raises on model output or odd columns: a row whose scoring fails,
-    or whose value is not a finite number in range, scores 0.0 (neutral, and
-    inside every reward's range). Every value returned is a float.
-    """
-
-    def __init__(
-        self,
-        spec: RewardSpec,
-        prepare: Callable[[object, dict], list],
-        score: Callable[[object], float],
-    ):
-        self.spec = spec
-        self.__name__ = self.__qualname__ = spec.id
-        self.__doc__ = spec.doc
-        self._prepare = prepare
-        self._score = score
-
-    def __repr__(self) -> str:
-        return f"<reward {self.spec.id} [{self.spec.lo}, {self.spec.hi}]>"
-
-    def __call__(self, completions: object = None, **kwargs) -> list[float]:
-        # The first reward of a batch builds the cached parse: tens of
-        # thousands of small, acyclic objects that outlive the call. CPython's
-        # cyclic collector would rescan them over and over while they are
-        # built (10-30% of the stack's time); they hold no cycles, so the
-        # collector is paused for the call and resumes as it was.
-        paused = gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
-            return self._call(completions, kwargs)
-        finally:
-            if paused:
-                gc.enable()
-
-    def _call(self, completions: object, kwargs: dict) -> list[float]:
-        try:
-            rows = self._prepare(completions, kwargs)
-        except Exception:  # a reward never breaks a training step
-            return [0.0] * len(as_list(completions))
-        score = self._score
-        try:
-            values = [score(row) for row in rows]
-            if self._all_valid(values):
-                return values
-        except Exception:
-            pass
-        # Something failed or fell out of range: redo it row by row.
-        return [self._safe_score(row) for row in rows]
-
-    def _all_valid(self, values: list) -> bool:
-        """All floats, finite and in range (checked at C speed)."""
-        if not values:
-            return True
-        if set(map(type, values)) != _ONLY_FLOATS:
-            return False
-        total = sum(values)  # NaN or inf anywhere makes the sum non-finite
-        return math.isfinite(total) and min(values) >= self.spec.lo and max(values) <= self.spec.hi
-
-    def _safe_score(self, row: object) -> float:
-        try:
-            value = float(self._score(row))
-        except Exception:
-            return 0.0
-        return value if self.spec.lo <= value <= self.spec.hi else 0.0  # NaN fails too
-
-
-def _summary_rows(completions: object, kwargs: dict) -> list:
-    return batch_contexts(completions, kwargs.get("metadata"))
-
-
-def _build() -> dict[str, RewardFunction]:
-    registry: dict[str, RewardFunction] = {}
-    for rid, score, lo, hi, doc in SUMMARY_REWARDS:
-        registry[rid] = RewardFunction(RewardSpec(rid, lo, hi, doc), _summary_rows, score)
-    for rid, score, lo, hi, doc in verdict.VERDICT_REWARDS:
-        registry[rid] = RewardFunction(RewardSpec(rid, lo, hi, doc), verdict.prepare_rows, score)
-    return registry
-
-
-REGISTRY: dict[str, RewardFunction] = _build()
 
 # Every id's underscore form (summary_format -> summary.format), plus old names
 # that did not follow that rule.

@@ -11,11 +11,13 @@ never meets a stale value. verdict.consistency is defined in docs/rewards.md.
 from __future__ import annotations
 
 import re
+from functools import lru_cache, partial
 
 from bbuqc.protocol import VERDICTS, parse_verdict, verdict_text
 
+from .base import reward
 from .summary import parsing
-from .summary.context import as_list, column, lazy, remember
+from .summary.context import CACHE_SIZE, as_list, column, lazy
 
 # 图片_3, 图片3 and 图片＿3; ASCII digits only. Up to 6 digits keeps int() cheap;
 # a longer run is still a reference, and never to an existing image.
@@ -96,20 +98,17 @@ class VerdictContext:
         return passing, failing
 
 
-_contexts: dict = {}
-_image_counts: dict = {}
+# One context per distinct text, and one image count per distinct JSON text (bounded).
+_context = lru_cache(maxsize=CACHE_SIZE)(VerdictContext)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _image_count_of_text(summaries: str) -> int | None:
+    return image_count(parsing.loads(summaries))
 
 
 def batch_contexts(completions: object) -> list[VerdictContext]:
-    contexts = []
-    for completion in as_list(completions):
-        text = parsing.raw_text(completion)
-        ctx = _contexts.get(text)
-        if ctx is None:
-            ctx = VerdictContext(text)
-            remember(_contexts, text, ctx)
-        contexts.append(ctx)
-    return contexts
+    return [_context(parsing.raw_text(completion)) for completion in as_list(completions)]
 
 
 def image_count(summaries: object) -> int | None:
@@ -119,13 +118,7 @@ def image_count(summaries: object) -> int | None:
     unknown (None).
     """
     if isinstance(summaries, str):
-        try:
-            return _image_counts[summaries]
-        except KeyError:
-            pass
-        count = image_count(parsing.loads(summaries))
-        remember(_image_counts, summaries, count)
-        return count
+        return _image_count_of_text(summaries)
     if isinstance(summaries, (dict, list)):
         return len(summaries)
     return None
@@ -134,16 +127,6 @@ def image_count(summaries: object) -> int | None:
 def normalise_label(label: object) -> str | None:
     """The row's label when it is exactly 通过 or 不通过, else None."""
     return label if isinstance(label, str) and label in VERDICTS else None
-
-
-def format_score(ctx: VerdictContext) -> float:
-    return 1.0 if ctx.format_ok else 0.0
-
-
-def label_score(ctx: VerdictContext, label: str | None) -> float:
-    if label is None:
-        return 0.0
-    return 1.0 if ctx.first_line == label else 0.0
 
 
 def grounding(refs: frozenset, n_images: int | None) -> float:
@@ -167,36 +150,45 @@ def self_consistency(verdict: str, passing: int, failing: int) -> float:
     return 1.0 if passing else 0.0
 
 
-def consistency_score(ctx: VerdictContext, n_images: int | None) -> float:
-    if not ctx.format_ok:
-        return -1.0
-    return 0.5 * grounding(ctx.image_refs, n_images) + 0.5 * self_consistency(ctx.verdict, *ctx.cue_counts)
-
-
-def prepare_rows(completions: object, kwargs: dict) -> list[tuple]:
+def prepare_rows(completions: object, columns: dict) -> list[tuple]:
     """(context, group label, number of images) per completion."""
     contexts = batch_contexts(completions)
-    labels = column(kwargs.get("group_label"), len(contexts))
-    summaries = column(kwargs.get("summaries"), len(contexts))
+    labels = column(columns.get("group_label"), len(contexts))
+    summaries = column(columns.get("summaries"), len(contexts))
     return [
         (ctx, normalise_label(label), image_count(summary))
         for ctx, label, summary in zip(contexts, labels, summaries, strict=True)
     ]
 
 
-# (id, scorer of a prepared row, lo, hi, one-line description), in registry order.
-# fmt: off
-VERDICT_REWARDS = (
-    ("verdict.format", lambda row: format_score(row[0]), 0.0, 1.0,
-     "Two lines: 通过/不通过, then 理由: and a non-empty reason."),
-    ("verdict.label", lambda row: label_score(row[0], row[1]), 0.0, 1.0,
-     "Line 1 equals the group's label (通过/不通过)."),
-    ("verdict.consistency", lambda row: consistency_score(row[0], row[2]), -1.0, 1.0,
-     "The reason cites existing images and findings that agree with the verdict; -1 when unformatted."),
-)
-# fmt: on
+# The table of verdict rewards: each scorer takes a prepared row, registered in this order.
+verdict_reward = partial(reward, prepare=prepare_rows)
+
+
+@verdict_reward("verdict.format", 0.0, 1.0)
+def format_score(row: tuple) -> float:
+    """Two lines: 通过/不通过, then 理由: and a non-empty reason."""
+    return 1.0 if row[0].format_ok else 0.0
+
+
+@verdict_reward("verdict.label", 0.0, 1.0)
+def label_score(row: tuple) -> float:
+    """Line 1 equals the group's label (通过/不通过)."""
+    ctx, label, _ = row
+    if label is None:
+        return 0.0
+    return 1.0 if ctx.first_line == label else 0.0
+
+
+@verdict_reward("verdict.consistency", -1.0, 1.0)
+def consistency_score(row: tuple) -> float:
+    """The reason cites existing images and findings that agree with the verdict; -1 when unformatted."""
+    ctx, _, n_images = row
+    if not ctx.format_ok:
+        return -1.0
+    return 0.5 * grounding(ctx.image_refs, n_images) + 0.5 * self_consistency(ctx.verdict, *ctx.cue_counts)
 
 
 def clear_caches() -> None:
-    _contexts.clear()
-    _image_counts.clear()
+    _context.cache_clear()
+    _image_count_of_text.cache_clear()

@@ -2,16 +2,26 @@
 
 Model output is input, not an error: random text, random and hostile JSON
 (deep nesting, huge numbers, NaN, duplicate keys), completions of any type
-and metadata of any shape must never make a reward raise.
+and metadata of any shape must never make a scorer raise. The tests run in
+strict mode, so a scorer that raises or leaves its range fails them instead
+of being scored 0.0 (test_strict_mode_catches_broken_scorers proves it).
 """
 
 import json
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bbuqc.rewards import clear_caches, get_reward, reward_names, reward_spec
+from bbuqc.rewards import REGISTRY, RewardError, clear_caches, get_reward, reward_names, reward_spec, strict_rewards
+from bbuqc.rewards.base import RewardFunction, RewardSpec
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _strict():
+    with strict_rewards():
+        yield
 
 
 def budget(examples: int) -> settings:
@@ -246,3 +256,36 @@ def test_hostile_inputs():
     for rid in ALL_IDS:  # not even a list
         check(rid, get_reward(rid)(None), 0)
         check(rid, get_reward(rid)("one completion", metadata={"domain": "BBU"}), 1)
+
+
+def _broken(rid: str, score) -> RewardFunction:
+    real = REGISTRY[rid]
+    return RewardFunction(RewardSpec(rid, real.spec.lo, real.spec.hi, "broken"), real._prepare, score)
+
+
+def _raises(row):
+    raise ValueError("scorer bug")
+
+
+@pytest.mark.parametrize(
+    "rid, score",
+    [
+        ("summary.header", _raises),
+        ("summary.header", lambda row: 7.5),
+        ("summary.text_bbu", lambda row: float("nan")),
+        ("verdict.consistency", _raises),
+        ("verdict.format", lambda row: 7.5),
+    ],
+)
+def test_strict_mode_catches_broken_scorers(monkeypatch, rid, score):
+    """The property tests fail on a scorer that raises or returns 7.5 (they passed before strict mode)."""
+    monkeypatch.setitem(REGISTRY, rid, _broken(rid, score))
+    test = (
+        test_summary_rewards_never_raise_and_stay_in_range
+        if rid.startswith("summary.")
+        else test_verdict_rewards_never_raise_and_stay_in_range
+    )
+    with pytest.raises(RewardError, match=rid):
+        test()
+    with pytest.raises(RewardError, match=rid):
+        test_hostile_inputs()

@@ -149,3 +149,75 @@ def test_import_needs_no_heavy_libraries():
         env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- errors: counted per id, warned once, raised in strict mode ---------------
+
+
+def _broken_reward(rid, score, prepare=None):
+    from bbuqc.rewards.base import RewardFunction, RewardSpec
+
+    real = REGISTRY[rid]
+    return RewardFunction(RewardSpec(rid, real.spec.lo, real.spec.hi, "broken"), prepare or real._prepare, score)
+
+
+@pytest.fixture
+def fresh_errors(monkeypatch):
+    from bbuqc.rewards import base
+
+    monkeypatch.setattr(base, "_warned", set())
+    rewards.pop_error_metrics()
+    yield
+    rewards.pop_error_metrics()
+
+
+def test_errors_are_counted_per_id_and_popped(fresh_errors, caplog):
+    def flaky(ctx):
+        if "bad" in ctx.text:
+            raise ValueError("scorer bug")
+        return 1.0
+
+    raising = _broken_reward("summary.format", flaky)
+    out_of_range = _broken_reward("summary.header", lambda ctx: 7.5)
+    batch = ["good", "bad", "bad again"]
+    with caplog.at_level("WARNING", logger="bbuqc.rewards.base"):
+        assert raising(batch) == [1.0, 0.0, 0.0]
+        assert raising(batch) == [1.0, 0.0, 0.0]
+        assert out_of_range(batch) == [0.0, 0.0, 0.0]
+        get_reward("summary.strict")(batch)  # a sound reward: called, no errors
+    assert rewards.pop_error_metrics() == {
+        "rewards/summary.format/errors": 4.0,
+        "rewards/summary.header/errors": 3.0,
+        "rewards/summary.strict/errors": 0.0,
+    }
+    assert rewards.pop_error_metrics() == {}  # reset by the pop
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2  # one per id, however many rows fail
+    assert "summary.format" in warnings[0] and "scorer bug" in warnings[0]
+    assert "summary.header" in warnings[1] and "7.5" in warnings[1]
+
+
+def test_a_failing_prepare_counts_every_row(fresh_errors):
+    def prepare(completions, columns):
+        raise RuntimeError("bad column")
+
+    reward = _broken_reward("verdict.label", lambda row: 1.0, prepare=prepare)
+    assert reward(["a", "b"], group_label=["通过"]) == [0.0, 0.0]
+    assert rewards.pop_error_metrics() == {"rewards/verdict.label/errors": 2.0}
+
+
+def test_strict_mode_raises_and_ends(fresh_errors):
+    reward = _broken_reward("summary.format", lambda ctx: 7.5)
+    with rewards.strict_rewards(), pytest.raises(rewards.RewardError, match=r"summary.format: row 0 scored 7.5"):
+        reward(["x"])
+    assert reward(["x"]) == [0.0]  # strict mode ended with the block
+
+
+def test_registry_reads_as_decorated_scorers():
+    from bbuqc.rewards import verdict
+    from bbuqc.rewards.summary import rewards as summary_rewards
+
+    # The decorator registers and returns the scorer itself: callable directly.
+    assert REGISTRY["summary.format"]._score is summary_rewards.format_
+    assert REGISTRY["verdict.label"]._score is verdict.label_score
+    assert reward_spec("summary.format").doc == summary_rewards.format_.__doc__

@@ -743,21 +743,20 @@ def test_stack_parses_each_completion_once(monkeypatch):
     assert after == before
 
 
-def test_cache_is_bounded_and_still_correct(monkeypatch):
+def test_cache_is_bounded_and_still_correct():
     from bbuqc.rewards.summary import context
 
-    monkeypatch.setattr(context, "CACHE_SIZE", 16)
-    completions = [bbu({**BBU_REF, "objects_total": n}) for n in range(100)]
-    metadata = [meta(ref={**BBU_REF, "objects_total": n % 7}) for n in range(100)]
+    n = context.CACHE_SIZE + 100  # more distinct samples than the caches hold
+    completions = [bbu({**BBU_REF, "objects_total": k}) for k in range(n)]
+    metadata = [meta(ref={**BBU_REF, "objects_total": k}) for k in range(n)]
     reward = get_reward("summary.objects_total")
-    values = reward(completions, metadata=metadata)
+    assert reward(completions, metadata=metadata) == [1.0] * n
     sizes = context.cache_sizes()
-    assert sizes["contexts"] <= 16 and sizes["references"] <= 16
-    expected = [1 / (1 + abs(n - n % 7)) for n in range(100)]
-    assert values == pytest.approx(expected)
-    for start in (0, 50, 90):  # evicted entries are rebuilt, not stale
-        assert reward(completions[start:], metadata=metadata[start:]) == pytest.approx(expected[start:])
-    assert context.cache_sizes()["contexts"] <= 16
+    assert sizes["contexts"] == sizes["references"] == context.CACHE_SIZE
+    shifted = [meta(ref={**BBU_REF, "objects_total": k + 1}) for k in range(n)]
+    for start in (0, n // 2, n - 10):  # evicted entries are rebuilt, not stale
+        assert reward(completions[start:], metadata=shifted[start:]) == [0.5] * (n - start)
+    assert context.cache_sizes()["contexts"] <= context.CACHE_SIZE
 
 
 def test_metadata_changed_in_place_is_not_served_stale():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 
-from bbuqc.protocol import IRRELEVANT, strip_special_tokens, summary_header
+from bbuqc.protocol import strip_special_tokens, summary_header
 
 
 class _Invalid:

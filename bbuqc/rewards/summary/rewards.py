@@ -1,20 +1,34 @@
 """Scoring rules of the summary rewards (REWARDS.md, "The summary rewards").
 
-Each function maps a ``SummaryContext`` to a float and only decides the
-score: parsing and caching are the context's job. ``SUMMARY_REWARDS`` lists
-them with their id, range and a one-line description, in registry order.
+Each scorer maps a ``SummaryContext`` to a float and only decides the
+score: parsing and caching are the context's job. The decorator registers it
+with its id and range; its docstring's first paragraph is the description.
 """
 
 from __future__ import annotations
 
-from bbuqc.protocol import HEADER_SHAPE_RE
+from functools import partial
 
+from bbuqc.protocol import HEADER_SHAPE_RE, IRRELEVANT
+
+from ..base import reward
 from . import facts as F
-from .context import Summary, SummaryContext
-from .parsing import INVALID, IRRELEVANT
+from .context import Summary, SummaryContext, batch_contexts
+from .parsing import INVALID
 
 
+def _rows(completions: object, columns: dict) -> list[SummaryContext]:
+    """A summary reward's rows: one cached context per completion, with its ``metadata`` row."""
+    return batch_contexts(completions, columns.get("metadata"))
+
+
+# The table of summary rewards: each scorer below, registered in this order.
+summary_reward = partial(reward, prepare=_rows)
+
+
+@summary_reward("summary.format", 0.0, 1.0)
 def format_(ctx: SummaryContext) -> float:
+    """Two lines: a <DOMAIN=..>, <TASK=..> header and a line ending in '}'; 无关图片 for irrelevant images."""
     if ctx.irrelevant:
         return 1.0 if ctx.text == IRRELEVANT else 0.0
     lines = ctx.lines
@@ -24,7 +38,9 @@ def format_(ctx: SummaryContext) -> float:
     return 1.0 if ok else 0.0
 
 
+@summary_reward("summary.header", -1.0, 1.0)
 def header(ctx: SummaryContext) -> float:
+    """Line 1 is exactly the expected header; -1 when an irrelevant image gets a header."""
     lines = ctx.lines
     if ctx.irrelevant:
         leaked = (lines and lines[0].startswith("<DOMAIN=")) or "<TASK=" in ctx.text
@@ -32,7 +48,9 @@ def header(ctx: SummaryContext) -> float:
     return 1.0 if ctx.header_ok else 0.0
 
 
+@summary_reward("summary.strict", -1.0, 0.0)
 def strict(ctx: SummaryContext) -> float:
+    """Penalty: not exactly two lines, or line 1 is not the expected header."""
     if ctx.irrelevant:
         return 0.0
     if len(ctx.lines) != 2:
@@ -42,19 +60,25 @@ def strict(ctx: SummaryContext) -> float:
     return 0.0 if ctx.header_ok else -1.0
 
 
+@summary_reward("summary.parse", -1.0, 0.0)
 def parse(ctx: SummaryContext) -> float:
+    """Penalty: line 2 missing or not valid JSON."""
     if ctx.irrelevant:
         return 0.0
     return 0.0 if ctx.line2_is_json else -1.0
 
 
+@summary_reward("summary.no_dup_keys", -1.0, 0.0)
 def no_dup_keys(ctx: SummaryContext) -> float:
+    """Penalty: the strict JSON line repeats a key in some object."""
     if ctx.strict_line is None:
         return 0.0
     return -1.0 if ctx.has_duplicate_keys else 0.0
 
 
+@summary_reward("summary.dataset", 0.0, 1.0)
 def dataset(ctx: SummaryContext) -> float:
+    """The predicted object's dataset names the sample's domain."""
     pred = ctx.pred
     if ctx.domain is None or pred is None or pred.obj is None:
         return 0.0
@@ -74,7 +98,9 @@ def _counts(ctx: SummaryContext) -> tuple[int, int] | None:
     return p, r
 
 
+@summary_reward("summary.objects_total", 0.0, 1.0)
 def objects_total(ctx: SummaryContext) -> float:
+    """1 / (1 + |objects_total - reference|)."""
     counts = _counts(ctx)
     if counts is None:
         return 0.0
@@ -82,7 +108,9 @@ def objects_total(ctx: SummaryContext) -> float:
     return 1 / (1 + abs(p - r))
 
 
+@summary_reward("summary.objects_total_lb", 0.0, 1.0)
 def objects_total_lb(ctx: SummaryContext) -> float:
+    """Lower-bound count: full score from the reference count up to two more, decaying outside."""
     counts = _counts(ctx)
     return 0.0 if counts is None else F.lower_bound_count_score(*counts)
 
@@ -95,7 +123,9 @@ def _valid_pair(ctx: SummaryContext) -> tuple[Summary, Summary] | None:
     return pred, ref
 
 
+@summary_reward("summary.category_recall", 0.0, 1.0)
 def category_recall(ctx: SummaryContext) -> float:
+    """Share of the reference 类别 names that the prediction lists."""
     pair = _valid_pair(ctx)
     if pair is None:
         return 0.0
@@ -105,12 +135,16 @@ def category_recall(ctx: SummaryContext) -> float:
     return len(pred & ref) / len(ref)
 
 
+@summary_reward("summary.category_f1", 0.0, 1.0)
 def category_f1(ctx: SummaryContext) -> float:
+    """Set F1 of predicted and reference 类别 names."""
     pair = _valid_pair(ctx)
     return 0.0 if pair is None else F.set_f1(pair[0].categories, pair[1].categories)
 
 
+@summary_reward("summary.content_eq", 0.0, 1.0)
 def content_eq(ctx: SummaryContext) -> float:
+    """1 when the prediction equals the reference up to key and entry order (异常 ignored)."""
     pair = _valid_pair(ctx)
     if pair is None:
         return 0.0
@@ -129,14 +163,18 @@ def _common(pred: tuple[dict, int], ref: tuple[dict, int]) -> tuple[int, int, in
     return F.overlap(pred[0], ref[0]), pred[1], ref[1]
 
 
+@summary_reward("summary.content_f1", 0.0, 1.0)
 def content_f1(ctx: SummaryContext) -> float:
+    """Count-weighted F1 over all facts."""
     pair = _valid_pair(ctx)
     if pair is None:
         return 0.0
     return F.f1_from_counts(*_common(pair[0].all_facts, pair[1].all_facts))
 
 
+@summary_reward("summary.content_structured_tversky", 0.0, 1.0)
 def content_structured_tversky(ctx: SummaryContext) -> float:
+    """Tversky over structured facts (no notes; no OCR text for BBU); missing facts cost more."""
     pair = _valid_pair(ctx)
     if pair is None:
         return 0.0
@@ -145,7 +183,9 @@ def content_structured_tversky(ctx: SummaryContext) -> float:
     return F.tversky_from_counts(*counts, alpha=alpha, beta=1.0)
 
 
+@summary_reward("summary.text_bbu", -1.0, 1.0)
 def text_bbu(ctx: SummaryContext) -> float:
+    """BBU label-text recall (OCR-normalised), minus 0.1 per surplus distinct text."""
     if ctx.domain != "BBU":
         return 0.0
     pair = _valid_pair(ctx)
@@ -159,7 +199,9 @@ def text_bbu(ctx: SummaryContext) -> float:
     return min(1.0, max(-1.0, score))
 
 
+@summary_reward("summary.notes_bbu", -1.0, 1.0)
 def notes_bbu(ctx: SummaryContext) -> float:
+    """BBU note recall; -1 for notes when the reference has none."""
     if ctx.domain != "BBU":
         return 0.0
     # Only "both objects": a stray 分组统计 must not hide the notes.
@@ -171,7 +213,9 @@ def notes_bbu(ctx: SummaryContext) -> float:
     return len(pred & ref) / len(ref)
 
 
+@summary_reward("summary.notes_presence", 0.0, 1.0)
 def notes_presence(ctx: SummaryContext) -> float:
+    """BBU: the prediction has a note when the reference has one."""
     if ctx.domain != "BBU":
         return 0.0
     pred, ref = ctx.pred, ctx.ref
@@ -180,51 +224,12 @@ def notes_presence(ctx: SummaryContext) -> float:
     return 1.0 if pred.has_note else 0.0
 
 
+@summary_reward("summary.group_stats_presence", 0.0, 1.0)
 def group_stats_presence(ctx: SummaryContext) -> float:
+    """RRU: the prediction has 分组统计 when the reference has it."""
     if ctx.domain != "RRU":
         return 0.0
     pred, ref = ctx.pred, ctx.ref
     if ref is None or not ref.has_group_stats or pred is None:
         return 0.0
     return 1.0 if pred.has_group_stats else 0.0
-
-
-# (id, scorer, lo, hi, one-line description), in registry order.
-# fmt: off
-SUMMARY_REWARDS = (
-    ("summary.format", format_, 0.0, 1.0,
-     "Two lines: a <DOMAIN=..>, <TASK=..> header and a line ending in '}'; 无关图片 for irrelevant images."),
-    ("summary.header", header, -1.0, 1.0,
-     "Line 1 is exactly the expected header; -1 when an irrelevant image gets a header."),
-    ("summary.strict", strict, -1.0, 0.0,
-     "Penalty: not exactly two lines, or line 1 is not the expected header."),
-    ("summary.parse", parse, -1.0, 0.0,
-     "Penalty: line 2 missing or not valid JSON."),
-    ("summary.no_dup_keys", no_dup_keys, -1.0, 0.0,
-     "Penalty: the strict JSON line repeats a key in some object."),
-    ("summary.dataset", dataset, 0.0, 1.0,
-     "The predicted object's dataset names the sample's domain."),
-    ("summary.objects_total", objects_total, 0.0, 1.0,
-     "1 / (1 + |objects_total - reference|)."),
-    ("summary.objects_total_lb", objects_total_lb, 0.0, 1.0,
-     "Lower-bound count: full score from the reference count up to two more, decaying outside."),
-    ("summary.category_recall", category_recall, 0.0, 1.0,
-     "Share of the reference 类别 names that the prediction lists."),
-    ("summary.category_f1", category_f1, 0.0, 1.0,
-     "Set F1 of predicted and reference 类别 names."),
-    ("summary.content_eq", content_eq, 0.0, 1.0,
-     "1 when the prediction equals the reference up to key and entry order (异常 ignored)."),
-    ("summary.content_f1", content_f1, 0.0, 1.0,
-     "Count-weighted F1 over all facts."),
-    ("summary.content_structured_tversky", content_structured_tversky, 0.0, 1.0,
-     "Tversky over structured facts (no notes; no OCR text for BBU); missing facts cost more."),
-    ("summary.text_bbu", text_bbu, -1.0, 1.0,
-     "BBU label-text recall (OCR-normalised), minus 0.1 per surplus distinct text."),
-    ("summary.notes_bbu", notes_bbu, -1.0, 1.0,
-     "BBU note recall; -1 for notes when the reference has none."),
-    ("summary.notes_presence", notes_presence, 0.0, 1.0,
-     "BBU: the prediction has a note when the reference has one."),
-    ("summary.group_stats_presence", group_stats_presence, 0.0, 1.0,
-     "RRU: the prediction has 分组统计 when the reference has it."),
-)
-# fmt: on
