@@ -148,7 +148,11 @@ def ordered_map(chunks: list[Any], worker_cls: type, worker_args: tuple, *, work
     nxt = 0
     for batch in mapped.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
         for index, result in zip(batch["index"], batch["result"]):
-            ready[int(index)] = json.loads(result)
+            index = int(index)
+            if index < nxt or index in ready:  # a chunk delivered twice (never seen; cheap to be sure)
+                log.warning("chunk %d was returned twice by Ray Data; the second copy is ignored", index)
+                continue
+            ready[index] = json.loads(result)
         while nxt in ready:
             yield nxt, ready.pop(nxt)
             nxt += 1
