@@ -6,10 +6,13 @@ export HF_HUB_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test test-full bench lint venv clean
+.PHONY: run demo test test-full bench lint venv clean
 
 run: $(STAMP)  ## GRPO on the embedded default: tiny model, synthetic data, CPU, offline
 	$(PY) -m bbuqc.train
+
+demo: $(STAMP)  ## the whole lifecycle, measured: summary SFT -> Stage-A -> verdict SFT -> GRPO -> evaluation (outputs/demo/)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m bbuqc.demo
 
 test: $(STAMP)  ## the test suite (without @slow)
 	$(PY) -m pytest -m "not slow" -q

@@ -24,7 +24,10 @@ def tiny_kind(cfg: DictConfig) -> str | None:
     m = cfg.model
     if m.path or not str(m.preset).startswith("tiny"):
         return None
-    return "vl" if m.multimodal else "text"
+    from bbuqc.models.tiny import PRESET_KINDS
+
+    # the demo twins (model=tiny_demo / tiny_text_demo) are kinds of their own
+    return PRESET_KINDS.get(str(m.preset), "vl" if m.multimodal else "text")
 
 
 def model_dir(cfg: DictConfig) -> Path | None:
@@ -46,7 +49,7 @@ def resolve_model(cfg: DictConfig) -> ResolvedModel:
         return ResolvedModel(m.path, m.model_type, m.template, m.multimodal, adapter)
     from bbuqc.models.tiny import SWIFT_TYPES, ensure_tiny_model, tiny_env
 
-    if kind == "vl":
+    if m.multimodal:
         # ms-swift sizes Qwen-VL images from these, read once when the first processor loads
         for key, value in tiny_env().items():
             os.environ.setdefault(key, value)

@@ -38,18 +38,25 @@ from pathlib import Path
 
 from bbuqc.paths import cache_dir
 
-KINDS = ("vl", "text")
+KINDS = ("vl", "text", "vl_demo", "text_demo")
 #: Folder names; bump the version suffix whenever the architecture / tokenizer / seed changes,
 #: so stale caches are never reused.
-MODEL_DIRS = {"vl": "tiny-qwen2-vl-v3", "text": "tiny-qwen2-v3"}
+MODEL_DIRS = {"vl": "tiny-qwen2-vl-v3", "text": "tiny-qwen2-v3",
+              "vl_demo": "tiny-demo-qwen2-vl-v1", "text_demo": "tiny-demo-qwen2-v1"}
+#: The architecture family of each kind: the ``*_demo`` kinds are wider, deeper twins for `make demo`
+#: (bbuqc/demo.py), where the models must actually learn the tasks; tests keep the fast ``vl``/``text``.
+FAMILY = {"vl": "vl", "text": "text", "vl_demo": "vl", "text_demo": "text"}
+#: Config preset (``model=<preset>``, bbuqc/conf/model/) -> kind.
+PRESET_KINDS = {"tiny": "vl", "tiny_text": "text", "tiny_demo": "vl_demo", "tiny_text_demo": "text_demo"}
 OUTPUT_SCALE = 10.0  # embedding / output-layer rows: std 0.2 instead of 0.02 (see build_tiny_model)
 #: Tokenizer layout of each kind (see :mod:`bbuqc.models.tokenizer`): VL needs Qwen's ids, text is compact.
-TOKENIZER_LAYOUTS = {"vl": "qwen", "text": "compact"}
+TOKENIZER_LAYOUTS = {"vl": "qwen", "text": "compact"}  # per family (FAMILY)
 #: Written last into a finished folder; its presence means "complete".
 MARKER = "bbuqc_tiny_complete.json"
 SEED = 1234
 #: ms-swift ``model_type`` and ``template`` for each kind (local folders need them explicitly).
-SWIFT_TYPES = {"vl": ("qwen2_vl", "qwen2_vl"), "text": ("qwen2", "qwen")}
+SWIFT_TYPES = {"vl": ("qwen2_vl", "qwen2_vl"), "text": ("qwen2", "qwen"),
+               "vl_demo": ("qwen2_vl", "qwen2_vl"), "text_demo": ("qwen2", "qwen")}
 
 # Sizes (kept in one place so tests and docs can quote them).
 HIDDEN = 64
@@ -66,6 +73,14 @@ VISION_HEADS = 2
 PATCH = 14
 MERGE = 2
 TEMPORAL_PATCH = 2
+#: LLM sizes of each kind: (hidden, intermediate, layers, heads, kv heads, M-RoPE section). The demo
+#: twins need the width to separate a few hundred frozen random token embeddings and room for LoRA.
+SIZES = {
+    "vl": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
+    "text": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
+    "vl_demo": (128, 256, 4, 4, 2, [4, 6, 6]),
+    "text_demo": (128, 256, 4, 4, 2, [4, 6, 6]),
+}
 # Image processor limits: 56*56 .. 112*112 pixels -> 4..16 visual tokens (after the 2x2 merge).
 MIN_PIXELS = 56 * 56
 MAX_PIXELS = 112 * 112
@@ -148,20 +163,21 @@ def ensure_tiny_model(kind: str, cache: Path | str | None = None) -> Path:
 # Building (heavy imports from here on are local to the functions).
 
 
-def _text_kwargs(vocab_size: int, ids: dict[str, int]) -> dict:
+def _text_kwargs(vocab_size: int, ids: dict[str, int], kind: str = "text") -> dict:
     """LLM config fields; ``ids``: special token -> id in the kind's tokenizer layout."""
+    hidden, intermediate, layers, heads, kv_heads, _ = SIZES[kind]
     return dict(
         vocab_size=vocab_size,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=NUM_LAYERS,
-        num_attention_heads=NUM_HEADS,
-        num_key_value_heads=NUM_KV_HEADS,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         hidden_act="silu",
         max_position_embeddings=32768,
         rms_norm_eps=1e-6,
         use_sliding_window=False,
-        max_window_layers=NUM_LAYERS,
+        max_window_layers=layers,
         tie_word_embeddings=True,
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
@@ -169,19 +185,19 @@ def _text_kwargs(vocab_size: int, ids: dict[str, int]) -> dict:
     )
 
 
-def _vl_config(vocab_size: int, ids: dict[str, int]):
+def _vl_config(vocab_size: int, ids: dict[str, int], kind: str = "vl"):
     from transformers import Qwen2VLConfig
 
-    text = _text_kwargs(vocab_size, ids)
+    text = _text_kwargs(vocab_size, ids, kind)
     # Untied output layer: with random tied embeddings an untrained model's hidden state stays
     # close to its input token's embedding, so greedy decoding repeats the prompt's last token
     # (a newline) and Stage-A would write no summaries at all.
     text["tie_word_embeddings"] = False
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": MROPE_SECTION}
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": SIZES[kind][5]}
     vision = dict(
         depth=VISION_DEPTH,
         embed_dim=VISION_EMBED,
-        hidden_size=HIDDEN,  # the merger projects into the LLM's hidden size
+        hidden_size=text["hidden_size"],  # the merger projects into the LLM's hidden size
         num_heads=VISION_HEADS,
         mlp_ratio=2,
         in_channels=3,
@@ -201,10 +217,10 @@ def _vl_config(vocab_size: int, ids: dict[str, int]):
     )
 
 
-def _text_config(vocab_size: int, ids: dict[str, int]):
+def _text_config(vocab_size: int, ids: dict[str, int], kind: str = "text"):
     from transformers import Qwen2Config
 
-    return Qwen2Config(**_text_kwargs(vocab_size, ids), rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    return Qwen2Config(**_text_kwargs(vocab_size, ids, kind), rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
                        dtype="float32")
 
 
@@ -220,7 +236,7 @@ def _save_processor(kind: str, out: Path, backend) -> None:
     from bbuqc.models.tokenizer import QWEN2_VL_CHAT_TEMPLATE, save_tokenizer
 
     tokenizer = save_tokenizer(out, backend)
-    if kind == "vl":
+    if FAMILY[kind] == "vl":
         from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
         common = dict(patch_size=PATCH, temporal_patch_size=TEMPORAL_PATCH, merge_size=MERGE)
@@ -266,20 +282,20 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    layout = TOKENIZER_LAYOUTS[kind]
+    layout = TOKENIZER_LAYOUTS[FAMILY[kind]]
     backend = build_backend_tokenizer(layout)
     ids = {content: backend.token_to_id(content) for content in QWEN_SPECIAL_TOKENS}
     vocab_size = model_vocab_size(layout, backend)
     assert max(ids.values()) < vocab_size
-    if kind == "vl":
+    if FAMILY[kind] == "vl":
         from transformers import Qwen2VLForConditionalGeneration as cls
 
         assert ids == QWEN_SPECIAL_TOKENS, "the VL model needs Qwen's special-token ids"
-        config = _vl_config(vocab_size, ids)
+        config = _vl_config(vocab_size, ids, kind)
     else:
         from transformers import Qwen2ForCausalLM as cls
 
-        config = _text_config(vocab_size, ids)
+        config = _text_config(vocab_size, ids, kind)
 
     # fork_rng: seed locally without disturbing the caller's RNG stream.
     with torch.random.fork_rng(devices=[]):
@@ -298,7 +314,7 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     _save_processor(kind, out, backend)
     n_params = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
     return {"kind": kind, "name": MODEL_DIRS[kind], "seed": SEED, "architecture": cls.__name__,
-            "num_parameters": n_params, "num_llm_layers": NUM_LAYERS, "tokenizer_layout": layout,
+            "num_parameters": n_params, "num_llm_layers": SIZES[kind][2], "tokenizer_layout": layout,
             "num_tokens": backend.get_vocab_size(with_added_tokens=True), "vocab_size": vocab_size,
             "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
             "corpus_sha256": _corpus_sha256()}
