@@ -30,10 +30,10 @@ def run_identity(cfg: DictConfig, job_type: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str) -> Iterator[Any]:
+def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str, run_id: str | None = None) -> Iterator[Any]:
     """A W&B run for the body, finished with its exit status even when the body raises.
 
-    Yields the run, or None with `logger=none`.
+    Yields the run, or None with `logger=none`. `run_id`: continue that run if it exists (a resumed job).
     """
     if cfg.logger.backend != "wandb" or int(os.environ.get("RANK", "0")) != 0:
         yield None
@@ -49,6 +49,7 @@ def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str) -> Iterator[Any]:
         dir=str(run_dir),
         config=OmegaConf.to_container(cfg, resolve=True),
         reinit="finish_previous",
+        **({"id": run_id, "resume": "allow"} if run_id else {}),
         **ident,
     )
     try:

@@ -93,7 +93,9 @@ class TrainConfig:
     save_steps: int = 2  # a checkpoint every N steps (validated steps are always saved)
     save_total_limit: int | None = None  # keep at most this many checkpoints (never the best one); null: all
     logging_steps: int = 1  # a logging.jsonl / W&B line every N steps
-    resume_from: str | None = None  # a checkpoint-N folder to continue from (adapter, optimizer, scheduler, RNG)
+    # a checkpoint-N folder to continue from (adapter, optimizer, scheduler, RNG), or auto: the latest
+    # complete checkpoint of this run folder (none yet: start fresh)
+    resume_from: str | None = None
     dataloader_num_workers: int = 0  # torch DataLoader worker processes
     # held-out validation (greedy generation on the validation set, metrics under val/): every N steps;
     # null: never. A validated step is always saved as a checkpoint.
@@ -107,6 +109,29 @@ class TrainConfig:
     early_stop_patience: int | None = None
     val_batch_size: int = 8  # prompts per generate() call during validation
     val_max_new_tokens: int | None = None  # null: max_completion_length
+    # GRPO algorithm settings, under ms-swift's own names and defaults (README "GRPO settings")
+    loss_type: str = "grpo"  # grpo | bnpo | dr_grpo | dapo | cispo | sapo | real | fipo
+    epsilon: float = 0.2  # PPO clip range (lower side)
+    epsilon_high: float | None = None  # upper clip (DAPO clip-higher, e.g. 0.28); null: epsilon
+    num_iterations: int = 1  # policy updates per rollout batch (mu in the GRPO paper)
+    scale_rewards: str | None = None  # group | batch | none | gdpo; null: the advantage_estimator's default
+    advantage_estimator: str = "grpo"  # grpo | rloo | reinforce_plus_plus
+    top_p: float = 1.0  # rollout nucleus sampling, in (0, 1]
+    top_k: int | None = None  # rollout top-k sampling; null: off
+    repetition_penalty: float = 1.0  # rollout repetition penalty (1: none)
+    dynamic_sample: bool = False  # DAPO: resample groups whose rewards all agree (zero std, zero gradient)
+    max_resample_times: int = 3  # dynamic_sample: resampling rounds per step before training on what is there
+    # optimiser schedule (SFT and GRPO)
+    lr_scheduler_type: str = "cosine"  # a transformers scheduler name (linear, cosine, constant_with_warmup, ...)
+    warmup_ratio: float = 0.0  # warm-up as a fraction of max_steps
+    warmup_steps: int = 0  # warm-up steps (overrides warmup_ratio when > 0)
+    weight_decay: float = 0.1  # AdamW weight decay
+    max_grad_norm: float = 1.0  # gradient clipping norm
+    # GRPO: prompt, completion, each reward and the advantage to completions.jsonl + a W&B table every N
+    # steps (a multiple of logging_steps); null: never
+    log_completions_steps: int | None = None
+    # any other ms-swift argument by its ms-swift name ({name: value}); checked against ms-swift's fields
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -126,8 +126,66 @@ def _check_train(cfg: DictConfig) -> list[str]:
         out.append(f"train.temperature={t.temperature}: expected a number > 0")
     if t.beta < 0:
         out.append(f"train.beta={t.beta}: expected a number >= 0")
-    if t.resume_from is not None and not Path(t.resume_from).is_dir():
-        out.append(f"train.resume_from={t.resume_from}: no such checkpoint folder")
+    if t.resume_from is not None and t.resume_from != "auto":
+        from bbuqc.training.checkpoints import checkpoint_problem
+
+        problem = checkpoint_problem(t.resume_from)
+        if problem:
+            out.append(f"train.resume_from={t.resume_from}: {problem} (an incomplete checkpoint cannot "
+                       "continue a run; train.resume_from=auto picks the latest complete one)")
+    return out
+
+
+def _check_grpo_settings(cfg: DictConfig) -> list[str]:
+    """The GRPO / optimiser settings and train.extra, against ms-swift's own choices and argument names."""
+    import difflib
+
+    from bbuqc.training import swift_fields as sf
+    from bbuqc.training.args import OWNED
+
+    t, out = cfg.train, []
+    for key, allowed in (("loss_type", sf.GRPO_LOSS_TYPES), ("advantage_estimator", sf.ADVANTAGE_ESTIMATORS),
+                         ("scale_rewards", (None, *sf.SCALE_REWARDS)), ("lr_scheduler_type", sf.LR_SCHEDULER_TYPES)):
+        if t[key] not in allowed:
+            shown = ", ".join("null" if a is None else a for a in allowed)
+            out.append(f"train.{key}={t[key]!r}: expected one of {shown}")
+    if not t.epsilon > 0:
+        out.append(f"train.epsilon={t.epsilon}: expected a number > 0")
+    elif t.epsilon_high is not None and t.epsilon_high < t.epsilon:
+        out.append(f"train.epsilon_high={t.epsilon_high}: expected >= train.epsilon={t.epsilon} (or null: epsilon)")
+    if not 0 < t.top_p <= 1:
+        out.append(f"train.top_p={t.top_p}: expected 0 < top_p <= 1")
+    if t.top_k is not None and t.top_k < 1:
+        out.append(f"train.top_k={t.top_k}: expected an integer >= 1 (or null: off)")
+    if not t.repetition_penalty > 0:
+        out.append(f"train.repetition_penalty={t.repetition_penalty}: expected a number > 0")
+    for key in ("num_iterations", "max_resample_times"):
+        if t[key] < 1:
+            out.append(f"train.{key}={t[key]}: expected an integer >= 1")
+    if not 0 <= t.warmup_ratio < 1:
+        out.append(f"train.warmup_ratio={t.warmup_ratio}: expected 0 <= warmup_ratio < 1")
+    if t.warmup_steps < 0:
+        out.append(f"train.warmup_steps={t.warmup_steps}: expected an integer >= 0")
+    if t.weight_decay < 0:
+        out.append(f"train.weight_decay={t.weight_decay}: expected a number >= 0")
+    if not t.max_grad_norm > 0:
+        out.append(f"train.max_grad_norm={t.max_grad_norm}: expected a number > 0")
+    if t.log_completions_steps is not None:
+        n = t.log_completions_steps
+        if n < 1 or n % t.logging_steps:
+            # ms-swift writes the table when it logs, so only logged steps can carry completions
+            out.append(f"train.log_completions_steps={n}: expected a multiple of train.logging_steps={t.logging_steps}")
+        elif cfg.algo.name != "grpo":
+            out.append("train.log_completions_steps: sampled completions are GRPO's (algo=grpo); SFT generates none")
+    fields = sf.RLHF_FIELDS if cfg.algo.name == "grpo" else sf.SFT_FIELDS
+    cls = "RLHFArguments" if cfg.algo.name == "grpo" else "SftArguments"
+    for key in t.extra:
+        if key in OWNED:
+            out.append(f"train.extra.{key}: bbuqc sets {key}; use {OWNED[key]} instead")
+        elif key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            out.append(f"train.extra.{key}: not an ms-swift {cls} argument (ms-swift {sf.SWIFT_VERSION}){hint}")
     return out
 
 
@@ -211,6 +269,12 @@ def _check_model(cfg: DictConfig) -> list[str]:
 
     out = []
     m = cfg.model
+    for key in ("min_pixels", "max_pixels"):
+        if m.get(key) is not None and int(m[key]) <= 0:
+            out.append(f"model.{key}={m[key]}: expected a positive number of pixels (h*w) or null")
+    if m.get("min_pixels") and m.get("max_pixels") and int(m.max_pixels) < int(m.min_pixels):
+        out.append(f"model.max_pixels={m.max_pixels} is below model.min_pixels={m.min_pixels}: "
+                   "expected min_pixels <= max_pixels (pixels per image, h*w)")
     if not str(m.preset).startswith("tiny"):
         if not m.path:
             out.append(f"model.path: required for model={m.preset} (a local checkpoint folder; no hub access)")
@@ -256,9 +320,10 @@ def _check_export_model(cfg: DictConfig) -> list[str]:
 
 
 def _tiny_model_type(cfg: DictConfig) -> str:
+    from bbuqc.models.resolve import tiny_kind
     from bbuqc.models.tiny import SWIFT_TYPES
 
-    return SWIFT_TYPES["vl" if cfg.model.multimodal else "text"][0]
+    return SWIFT_TYPES[tiny_kind(cfg) or ("vl" if cfg.model.multimodal else "text")][0]
 
 
 def _check_data(cfg: DictConfig) -> list[str]:
@@ -383,7 +448,7 @@ COMMAND_NODES = {
 }
 COMMAND_CHECKS = {
     "train": (_check_rewards, _check_train, _check_chord, _check_lora, _check_model, _check_data, _check_compute,
-              _check_algo, _check_validation),
+              _check_algo, _check_validation, _check_grpo_settings),
     "infer": (_check_model, _check_data, _check_compute, _check_infer),
     "evaluate": (_check_model, _check_data, _check_compute, _check_evaluate),
     "export": (_check_export_model, _check_export),

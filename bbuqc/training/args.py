@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bbuqc.config.validate import effective_generation_batch_size, reward_weights
 
@@ -38,7 +38,51 @@ def swift_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
     kw.update(_grpo_kwargs(cfg, inputs) if cfg.algo.name == "grpo" else _sft_kwargs(cfg))
     # compute.rollout is GRPO's (SFT generates nothing), so an SFT run on a vLLM preset just trains
     kw.update(_compute_kwargs(cfg.compute, rollouts=cfg.algo.name == "grpo"))
+    # train.extra last: validation (extra_problems) already refused every key set above
+    kw.update(OmegaConf.to_container(cfg.train.extra, resolve=True) or {})
     return kw
+
+
+# Every ms-swift argument bbuqc sets, and the bbuqc field (or config node) that decides it: train.extra
+# refuses these keys and names the field instead, so one setting never has two spellings.
+# tests/training/test_args.py proves every key swift_kwargs emits, on every preset, is listed here.
+OWNED = {
+    "model": "model.path / model=<preset>", "model_type": "model=<preset>", "template": "model=<preset>",
+    "check_model": "(bbuqc: offline)", "use_hf": "(bbuqc: offline)", "torch_dtype": "compute.precision",
+    "tuner_type": "(bbuqc: LoRA)", "target_regex": "lora.last_k", "lora_rank": "lora.rank",
+    "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout", "freeze_vit": "lora.last_k",
+    "freeze_aligner": "lora.last_k", "adapters": "model.adapter",
+    "dataset": "data.*", "split_dataset_ratio": "data.val_fraction", "remove_unused_columns": "(bbuqc: reward columns)",
+    "dataset_num_proc": "(bbuqc)", "dataloader_num_workers": "train.dataloader_num_workers",
+    "max_length": "train.max_length", "per_device_train_batch_size": "train.per_device_batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "learning_rate": "train.learning_rate",
+    "max_steps": "train.max_steps", "seed": "train.seed", "data_seed": "train.seed",
+    "output_dir": "hydra.run.dir", "add_version": "hydra.run.dir", "save_strategy": "train.save_steps",
+    "save_steps": "train.save_steps", "save_total_limit": "train.save_total_limit",
+    "save_only_model": "(bbuqc: full checkpoints for resume)", "logging_steps": "train.logging_steps",
+    "report_to": "logger=<backend>", "resume_from_checkpoint": "train.resume_from",
+    "eval_strategy": "train.eval_steps", "lr_scheduler_type": "train.lr_scheduler_type",
+    "warmup_ratio": "train.warmup_ratio", "warmup_steps": "train.warmup_steps",
+    "weight_decay": "train.weight_decay", "max_grad_norm": "train.max_grad_norm",
+    "rlhf_type": "algo=<name>", "task_type": "algo=<name>", "reward_funcs": "reward=<set> / reward.weights",
+    "reward_weights": "reward.weights", "num_generations": "train.num_generations",
+    "generation_batch_size": "train.generation_batch_size", "max_completion_length": "train.max_completion_length",
+    "temperature": "train.temperature", "beta": "train.beta", "loss_type": "train.loss_type",
+    "epsilon": "train.epsilon", "epsilon_high": "train.epsilon_high", "num_iterations": "train.num_iterations",
+    "scale_rewards": "train.scale_rewards", "advantage_estimator": "train.advantage_estimator",
+    "top_p": "train.top_p", "top_k": "train.top_k", "repetition_penalty": "train.repetition_penalty",
+    "dynamic_sample": "train.dynamic_sample", "max_resample_times": "train.max_resample_times",
+    "log_completions": "train.log_completions_steps",
+    "chord_sft_dataset": "chord=on", "chord_sft_per_device_train_batch_size": "chord.sft_batch_size",
+    "chord_enable_phi_function": "chord.phi", "chord_mu_warmup_steps": "chord.mu_warmup_steps",
+    "chord_mu_decay_steps": "chord.mu_decay_steps", "chord_mu_peak": "chord.mu_peak",
+    "chord_mu_valley": "chord.mu_valley",
+    "bf16": "compute.precision", "fp16": "compute.precision", "use_cpu": "compute.device",
+    "gradient_checkpointing": "compute.device", "use_vllm": "compute.rollout", "vllm_mode": "compute.rollout",
+    "vllm_gpu_memory_utilization": "compute.vllm_gpu_memory_utilization", "sleep_level": "compute.rollout",
+    "vllm_server_host": "compute.vllm_server_host", "vllm_server_port": "compute.vllm_server_port",
+    "deepspeed": "compute.deepspeed",
+}
 
 
 def _common_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
@@ -81,6 +125,12 @@ def _common_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "save_total_limit": t.save_total_limit,
         "save_only_model": False,  # optimizer + RNG state: a resumed run continues exactly
         "logging_steps": t.logging_steps,
+        # optimiser schedule
+        "lr_scheduler_type": t.lr_scheduler_type,
+        "warmup_ratio": t.warmup_ratio,
+        "warmup_steps": t.warmup_steps,
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
         "report_to": ["wandb"] if cfg.logger.backend == "wandb" else [],
         "resume_from_checkpoint": t.resume_from,
         # validation is bbuqc's own callback (generation + business metrics), not the trainer's eval loop
@@ -105,6 +155,21 @@ def _grpo_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "max_completion_length": t.max_completion_length,
         "temperature": t.temperature,
         "beta": t.beta,
+        # the algorithm (README "GRPO settings"); ms-swift's names, so its docs apply as written
+        "loss_type": t.loss_type,
+        "epsilon": t.epsilon,
+        "epsilon_high": t.epsilon_high,
+        "num_iterations": t.num_iterations,
+        "scale_rewards": t.scale_rewards,
+        "advantage_estimator": t.advantage_estimator,
+        "top_p": t.top_p,
+        "top_k": -1 if t.top_k is None else t.top_k,  # ms-swift's "off"
+        "repetition_penalty": t.repetition_penalty,
+        "dynamic_sample": t.dynamic_sample,
+        "max_resample_times": t.max_resample_times,
+        # ms-swift writes the table at every log; bbuqc's CompletionsCallback turns it on only every
+        # log_completions_steps steps
+        "log_completions": t.log_completions_steps is not None,
     }
     if chord.enabled:
         kw.update(

@@ -28,8 +28,11 @@ def run(cfg: DictConfig) -> dict | None:
     # Bad data fails here, before a W&B run or a checkpoint exists.
     inputs = prepare(cfg, run_dir)
     from bbuqc.tracking import wandb_run
+    from bbuqc.training.checkpoints import resume_in_place, wandb_run_id
 
-    with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}") as wb:
+    resume_in_place(cfg, run_dir)  # train.resume_from=auto -> a checkpoint or none; logs cut to its step
+    # one W&B run per run folder: a resumed (or requeued) job continues the same run
+    with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}", run_id=wandb_run_id(run_dir)) as wb:
         return train(cfg, inputs, wandb=wb)
 
 

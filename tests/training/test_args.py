@@ -48,6 +48,11 @@ def test_default_cpu_mapping():
         "save_only_model": False, "logging_steps": 1, "report_to": ["wandb"], "resume_from_checkpoint": None,
         "eval_strategy": "no",
         "bf16": False, "fp16": False, "use_cpu": True, "gradient_checkpointing": False,
+        # GRPO settings and the optimiser schedule: ms-swift's own defaults unless overridden
+        "lr_scheduler_type": "cosine", "warmup_ratio": 0.0, "warmup_steps": 0, "weight_decay": 0.1,
+        "max_grad_norm": 1.0, "loss_type": "grpo", "epsilon": 0.2, "epsilon_high": None, "num_iterations": 1,
+        "scale_rewards": None, "advantage_estimator": "grpo", "top_p": 1.0, "top_k": -1,
+        "repetition_penalty": 1.0, "dynamic_sample": False, "max_resample_times": 3, "log_completions": False,
     }
 
 
@@ -58,6 +63,9 @@ def test_reward_weights_follow_overrides_in_order():
 
 
 def test_logger_none_reports_nowhere_and_resume_maps(tmp_path):
+    from test_checkpoints import complete_checkpoint
+
+    complete_checkpoint(tmp_path)
     kw = kwargs("logger=none", f"train.resume_from={tmp_path}")
     assert kw["report_to"] == [] and kw["resume_from_checkpoint"] == str(tmp_path)
 
@@ -144,3 +152,84 @@ def test_sft_mapping_of_every_compute_preset_is_ms_swift_arguments(compute):
 def test_sft_on_a_vllm_preset_trains_without_rollout_arguments():
     kw = kwargs("algo=sft", "compute=gpu_vllm")
     assert kw["bf16"] is True and not [k for k in kw if k.startswith(("use_vllm", "vllm_", "sleep_level"))]
+
+
+# --- GRPO settings, train.extra, resume completeness (issue 13 items 3 and 5, issue 16.3) ---
+
+
+def test_every_grpo_setting_maps_to_its_ms_swift_argument():
+    kw = kwargs("train.loss_type=dapo", "train.epsilon=0.2", "train.epsilon_high=0.28", "train.num_iterations=2",
+                "train.scale_rewards=batch", "train.advantage_estimator=rloo", "train.top_p=0.9", "train.top_k=20",
+                "train.repetition_penalty=1.1", "train.dynamic_sample=true", "train.max_resample_times=5",
+                "train.lr_scheduler_type=constant_with_warmup", "train.warmup_ratio=0.1", "train.warmup_steps=3",
+                "train.weight_decay=0.0", "train.max_grad_norm=0.5", "train.save_total_limit=2",
+                "train.log_completions_steps=2")
+    assert {k: kw[k] for k in (
+        "loss_type", "epsilon", "epsilon_high", "num_iterations", "scale_rewards", "advantage_estimator", "top_p",
+        "top_k", "repetition_penalty", "dynamic_sample", "max_resample_times", "lr_scheduler_type", "warmup_ratio",
+        "warmup_steps", "weight_decay", "max_grad_norm", "save_total_limit", "log_completions")} == {
+        "loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "num_iterations": 2, "scale_rewards": "batch",
+        "advantage_estimator": "rloo", "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.1, "dynamic_sample": True,
+        "max_resample_times": 5, "lr_scheduler_type": "constant_with_warmup", "warmup_ratio": 0.1, "warmup_steps": 3,
+        "weight_decay": 0.0, "max_grad_norm": 0.5, "save_total_limit": 2, "log_completions": True}
+
+
+def test_the_optimiser_schedule_reaches_sft_too():
+    kw = kwargs("algo=sft", "task=verdict", "train.lr_scheduler_type=linear", "train.warmup_steps=2",
+                "train.weight_decay=0.01", "train.max_grad_norm=2.0")
+    assert (kw["lr_scheduler_type"], kw["warmup_steps"], kw["weight_decay"], kw["max_grad_norm"]) == ("linear", 2, 0.01, 2.0)
+    assert "loss_type" not in kw and "log_completions" not in kw
+
+
+def test_extra_passes_any_other_ms_swift_argument_through():
+    kw = kwargs("+train.extra.log_entropy=true", "+train.extra.overlong_filter=true")
+    assert kw["log_entropy"] is True and kw["overlong_filter"] is True
+
+
+def test_every_argument_bbuqc_sets_names_its_bbuqc_field():
+    """OWNED is what lets train.extra refuse a key with the field to use: it must cover every emitted key."""
+    from bbuqc.training.args import OWNED
+
+    for overrides in (["chord=on"], ["algo=sft", "task=verdict"], *([f"compute={p}"] for p in GPU)):
+        assert set(kwargs(*overrides)) <= set(OWNED), overrides
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["task=verdict"])
+    from dataclasses import replace
+
+    assert set(swift_kwargs(cfg, replace(INPUTS, adapter="/a"))) <= set(OWNED)
+
+
+def _problems(*overrides: str) -> list[str]:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    return problems(cfg, "train")
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["train.loss_type=ppo"], "train.loss_type='ppo': expected one of bnpo, cispo, dapo, dr_grpo, fipo, grpo, real, sapo"),
+    (["train.epsilon_high=0.1"], "train.epsilon_high=0.1: expected >= train.epsilon=0.2 (or null: epsilon)"),
+    (["train.top_p=0"], "train.top_p=0.0: expected 0 < top_p <= 1"),
+    (["train.top_p=1.5"], "train.top_p=1.5: expected 0 < top_p <= 1"),
+    (["train.advantage_estimator=ppo"], "train.advantage_estimator='ppo': expected one of grpo, rloo, reinforce_plus_plus"),
+    (["train.scale_rewards=std"], "train.scale_rewards='std': expected one of null, group, batch, none, gdpo"),
+    (["train.log_completions_steps=3", "train.logging_steps=2"],
+     "train.log_completions_steps=3: expected a multiple of train.logging_steps=2"),
+    (["+train.extra.log_entropyy=true"],
+     "train.extra.log_entropyy: not an ms-swift RLHFArguments argument (ms-swift 4.6.0); did you mean log_entropy"),
+    (["+train.extra.learning_rate=0.1"], "train.extra.learning_rate: bbuqc sets learning_rate; use train.learning_rate instead"),
+    (["+train.extra.epsilon_high=0.3"], "train.extra.epsilon_high: bbuqc sets epsilon_high; use train.epsilon_high instead"),
+])
+def test_bad_grpo_settings_fail_before_weights_load_naming_the_field(overrides, line):
+    found = _problems(*overrides)
+    assert len(found) == 1 and found[0].startswith(line), found
+
+
+def test_an_incomplete_resume_checkpoint_is_refused_naming_what_is_missing(tmp_path):
+    from test_checkpoints import complete_checkpoint
+
+    ckpt = complete_checkpoint(tmp_path / "checkpoint-4")
+    (ckpt / "optimizer.pt").unlink()
+    (ckpt / "scheduler.pt").unlink()
+    (found,) = _problems(f"train.resume_from={ckpt}")
+    assert found.startswith(f"train.resume_from={ckpt}: missing optimizer.pt, scheduler.pt")
+    assert _problems("train.resume_from=auto") == []  # auto never fails: no checkpoint -> start fresh

@@ -1,0 +1,196 @@
+"""Which checkpoint a run continues from, and whether a checkpoint can be continued at all.
+
+One completeness rule (`checkpoint_problem`) serves both an explicit `train.resume_from` (refused before
+anything loads, naming what is missing) and `train.resume_from=auto` (the latest complete checkpoint of
+the run folder; a checkpoint that was being written when the job died is skipped with a warning).
+
+A checkpoint continues a run exactly only with all of: the LoRA adapter, trainer_state.json (step,
+logged history, best metric), the optimizer and scheduler state (without them transformers silently
+starts a fresh optimizer and restarts the learning-rate schedule) and the RNG state. Files written by
+`torch.save` are zip archives, and safetensors files declare their own length, so a file cut short by a
+kill is detected from its last bytes without loading it (no torch import: this runs during validation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import struct
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+WANDB_ID_FILE = "wandb_run_id"  # the run folder's W&B run id, so a resumed job logs to the same run
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(header_len))
+    except (OSError, struct.error, ValueError):
+        return f"{path.name} is unreadable (cut short?)"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if path.stat().st_size < 8 + header_len + end:
+        return f"{path.name} is cut short"
+    return None
+
+
+def _torch_file_problem(path: Path) -> str | None:
+    # torch.save writes a zip whose central directory comes last: a truncated file has none
+    return None if zipfile.is_zipfile(path) else f"{path.name} is cut short"
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """None when `folder` is a checkpoint a run can continue exactly, else what is missing or broken."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "no such checkpoint folder"
+    missing, broken = [], []
+    if not (folder / "adapter_config.json").is_file():
+        missing.append("adapter_config.json")
+    weights = [folder / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (folder / n).is_file()]
+    if not weights:
+        missing.append("adapter_model.safetensors")
+    elif weights[0].suffix == ".safetensors" and (p := _safetensors_problem(weights[0])):
+        broken.append(p)
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        missing.append("trainer_state.json")
+    else:
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):
+            broken.append("trainer_state.json is unreadable (cut short?)")
+    deepspeed = any(p.is_dir() for p in folder.glob("global_step*"))  # ZeRO keeps the optimizer there
+    if not (folder / "optimizer.pt").is_file() and not deepspeed:
+        missing.append("optimizer.pt")
+    for name in ("scheduler.pt",):
+        if not (folder / name).is_file():
+            missing.append(name)
+    rng = sorted(folder.glob("rng_state*.pth"))  # rng_state.pth, or rng_state_<rank>.pth on several GPUs
+    if not rng:
+        missing.append("rng_state.pth")
+    for path in [folder / "optimizer.pt", folder / "scheduler.pt", *rng]:
+        if path.is_file() and (p := _torch_file_problem(path)):
+            broken.append(p)
+    if not missing and not broken:
+        return None
+    parts = ([f"missing {', '.join(missing)}"] if missing else []) + broken
+    return "; ".join(parts)
+
+
+def checkpoint_step(folder: str | Path) -> int:
+    """The optimiser step a checkpoint was saved at (its trainer_state.json, else its name)."""
+    folder = Path(folder)
+    try:
+        return int(json.loads((folder / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(CHECKPOINT.match(folder.name).group(1))
+
+
+def latest_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The highest-step complete checkpoint-N of `run_dir`; later incomplete ones are skipped, with a warning."""
+    found = sorted(
+        (int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")
+        if (m := CHECKPOINT.match(p.name)) and p.is_dir() and not p.is_symlink()
+    )
+    for _, path in reversed(found):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        log.warning("train.resume_from=auto: skipping %s, an incomplete checkpoint (%s); "
+                    "it was probably being written when the job stopped", path, problem)
+    return None
+
+
+def resolve_resume(resume_from: str | None, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from: `auto` finds one in the run folder (or none: start fresh)."""
+    if resume_from is None:
+        return None
+    if resume_from != "auto":
+        return Path(resume_from)
+    found = latest_complete_checkpoint(run_dir)
+    if found is None:
+        log.warning("train.resume_from=auto: no complete checkpoint in %s, starting fresh", run_dir)
+    else:
+        log.warning("train.resume_from=auto: resuming %s from %s (step %d)", run_dir, found.name, checkpoint_step(found))
+    return found
+
+
+def truncate_logs_to(run_dir: Path, step: int) -> None:
+    """Drop what a killed job logged after `step` from logging.jsonl and completions.jsonl of the run
+    folder, so the resumed job continues the files instead of repeating steps (1,2,3,4,3,4,...)."""
+    for name, step_of in (("logging.jsonl", _logged_step), ("completions.jsonl", _completion_step)):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        kept, dropped = [], 0
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                s = step_of(json.loads(line))
+            except ValueError:  # a line torn by the kill
+                dropped += 1
+                continue
+            if s is not None and s > step:
+                dropped += 1
+                continue
+            kept.append(line if line.endswith("\n") else line + "\n")
+        if dropped:
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            tmp.replace(path)  # atomic: a kill now leaves the old or the new file, never half of one
+            log.warning("resume: dropped %d line(s) after step %d from %s", dropped, step, path)
+
+
+def _logged_step(row: dict) -> int | None:
+    # ms-swift's step lines carry "global_step/max_steps": "N/M"; bbuqc's validation lines "step"
+    if "global_step/max_steps" in row:
+        return int(str(row["global_step/max_steps"]).split("/")[0])
+    step = row.get("step", row.get("global_step"))
+    return int(step) if isinstance(step, (int, float)) else None
+
+
+def _completion_step(row: dict) -> int | None:
+    steps = row.get("step")
+    if isinstance(steps, list) and steps:
+        return int(steps[0])
+    return None
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The run folder's W&B run id, made on the first call and reused by every resumed job."""
+    path = run_dir / WANDB_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    import secrets
+
+    run_id = secrets.token_hex(4)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+CHORD_RESUME_NOTE = (
+    "chord=on: a resumed run restores the adapter, optimizer, scheduler, RNG and the GRPO data position, "
+    "but not the position of CHORD's SFT batches: ms-swift rebuilds that iterator (a new random order) "
+    "when training starts, so from the first resumed step the SFT rows (and so the loss) differ from an "
+    "uninterrupted run; the mu schedule continues exactly (it depends on the step only)"
+)
+
+
+def resume_in_place(cfg, run_dir: Path) -> Path | None:
+    """Resolve train.resume_from (auto -> the latest complete checkpoint or None) into the config, and
+    when the checkpoint belongs to this run folder cut the run's logs back to its step."""
+    found = resolve_resume(cfg.train.resume_from, run_dir)
+    cfg.train.resume_from = None if found is None else str(found)
+    if found is None:
+        return None
+    if found.resolve().parent == run_dir.resolve():
+        truncate_logs_to(run_dir, checkpoint_step(found))
+    if cfg.chord.enabled and cfg.algo.name == "grpo":
+        log.warning(CHORD_RESUME_NOTE)
+    return found
