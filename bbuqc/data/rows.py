@@ -67,7 +67,7 @@ def verdict_row(
     """The verdict-task row of a Stage-A record.
 
     ``reason`` (for the CHORD solution) defaults to the mission rule's reason
-    (``synth.judge_group``) when the rule agrees with the record's label, else
+    (``bbuqc.missions.rules.judge_group``) when the rule agrees with the record's label, else
     to a reason listing the focus points. ``source``/``lineno`` name the record's
     place in errors.
     """
@@ -78,7 +78,7 @@ def verdict_row(
             f"{where}mission: unknown mission name {rec.mission!r}; known: {', '.join(MISSIONS_BY_NAME)}"
         )
     if reason is None:
-        from .synth import judge_group  # the label rules; imported only when needed
+        from bbuqc.missions.rules import judge_group  # imported on use: it reads summaries (facts)
 
         label, rule_reason = judge_group(m, rec.per_image)
         reason = rule_reason if label == rec.label else _fallback_reason(m, rec)

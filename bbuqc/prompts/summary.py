@@ -12,7 +12,7 @@ JSON line; an irrelevant image gets the single line ``无关图片``.
 
 from __future__ import annotations
 
-from bbuqc.missions import MISSIONS, MISSIONS_BY_NAME, Mission
+from bbuqc.missions import MISSIONS, Mission, resolve_mission
 
 # The output contract is defined once, in bbuqc.protocol, for prompts and rewards alike.
 from bbuqc.protocol import IRRELEVANT
@@ -74,20 +74,6 @@ MISSION_CATEGORIES: dict[str, tuple[str, ...]] = {
     "rru_cable": ("尾纤",),
 }
 assert set(MISSION_CATEGORIES) == set(MISSIONS)
-
-
-def resolve_mission(mission: Mission | str) -> Mission:
-    """A Mission from a Mission-like object (id, name, domain, focus), an id or a Chinese name."""
-    if isinstance(mission, str):
-        if mission in MISSIONS:
-            return MISSIONS[mission]
-        if mission in MISSIONS_BY_NAME:
-            return MISSIONS_BY_NAME[mission]
-        raise KeyError(f"unknown mission {mission!r}; known: {', '.join(MISSIONS)}")
-    if isinstance(mission, Mission):
-        return mission
-    # a Hydra MissionConfig node or anything with the same fields
-    return Mission(str(mission.id), str(mission.name), str(mission.domain), tuple(mission.focus))
 
 
 def _attribute_text(attr: str) -> str:

@@ -1,17 +1,18 @@
 import hashlib
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from bbuqc.data import synth
 from bbuqc.data.discovery import discover_groups
 from bbuqc.data.records import read_stage_a_jsonl
-from bbuqc.data.synth import SynthManifest, ensure_synthetic, generate, judge_group
+from bbuqc.data.synth import SynthManifest, ensure_synthetic, generate
+from bbuqc.data.synth import world as world_module
+from bbuqc.data.synth.draw import IMAGE_SIZE
 from bbuqc.missions import MISSIONS, get_mission
+from bbuqc.missions.rules import judge_group
 from bbuqc.prompts.summary import ATTRIBUTE_VALUES, TAXONOMY, header
 
 
@@ -26,15 +27,13 @@ def digest(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "world"
-    start = time.perf_counter()
     manifest = generate(out, seed=0)
-    elapsed = time.perf_counter() - start
-    return out, manifest, elapsed
+    return out, manifest
 
 
-def test_default_set_is_quick_and_sized(world):
-    out, manifest, elapsed = world
-    assert elapsed < 10
+def test_default_set_is_sized(world):
+    # How long generation takes is the machine's business (no wall-clock limit here).
+    out, manifest = world
     assert manifest.root == out.resolve()
     assert manifest.groups_per_mission == 6
     assert set(manifest.missions) == set(MISSIONS)
@@ -46,7 +45,7 @@ def test_default_set_is_quick_and_sized(world):
 
 @pytest.mark.parametrize("mission_id", list(MISSIONS))
 def test_layout_and_stage_a_per_mission(world, mission_id):
-    out, manifest, _ = world
+    out, manifest = world
     m = get_mission(mission_id)
     mission_dir = out / "images" / m.name
     assert {p.name for p in mission_dir.iterdir()} == {"审核通过", "审核不通过"}
@@ -64,7 +63,7 @@ def test_layout_and_stage_a_per_mission(world, mission_id):
         for name in rec.images:
             assert name.endswith(".jpg")
             with Image.open(group_dir / name) as img:
-                assert img.size == synth.IMAGE_SIZE and img.format == "JPEG"
+                assert img.size == IMAGE_SIZE and img.format == "JPEG"
         if rec.group_id.startswith("QC-"):
             assert re.fullmatch(r"QC-SYN-20260101-\d+", rec.group_id)
             assert all(name.startswith(rec.group_id + "_") for name in rec.images)
@@ -78,7 +77,7 @@ def test_layout_and_stage_a_per_mission(world, mission_id):
 
 @pytest.mark.parametrize("mission_id", list(MISSIONS))
 def test_discovery_of_the_world_matches_stage_a(world, mission_id):
-    out, _, _ = world
+    out, _ = world
     groups, warnings = discover_groups(out / "images", mission_id)
     assert warnings == []
     records = read_stage_a_jsonl(out / "stage_a" / f"{mission_id}.jsonl")
@@ -89,7 +88,7 @@ def test_discovery_of_the_world_matches_stage_a(world, mission_id):
 
 @pytest.mark.parametrize("mission_id", list(MISSIONS))
 def test_labels_follow_the_mission_rules(world, mission_id):
-    out, _, _ = world
+    out, _ = world
     for rec in read_stage_a_jsonl(out / "stage_a" / f"{mission_id}.jsonl"):
         label, reason = judge_group(mission_id, rec.per_image)
         assert label == rec.label, reason
@@ -97,7 +96,7 @@ def test_labels_follow_the_mission_rules(world, mission_id):
 
 
 def test_reference_summaries_follow_the_taxonomy(world):
-    out, _, _ = world
+    out, _ = world
     for mission_id in MISSIONS:
         m = get_mission(mission_id)
         for rec in read_stage_a_jsonl(out / "stage_a" / f"{mission_id}.jsonl"):
@@ -126,7 +125,7 @@ def test_reference_summaries_follow_the_taxonomy(world):
 
 
 def test_rows_files(world):
-    out, manifest, _ = world
+    out, manifest = world
     summary_rows = [json.loads(line) for line in manifest.summary_rows.read_text(encoding="utf-8").splitlines()]
     assert len(summary_rows) == manifest.totals["images"]
     for row in summary_rows:
@@ -142,7 +141,7 @@ def test_rows_files(world):
 
 
 def test_determinism(tmp_path, world):
-    out, _, _ = world
+    out, _ = world
     # same seed, another folder: every byte but the absolute paths (rows, manifest) is equal
     other = generate(tmp_path / "again", seed=0).root
     a, b = digest(out), digest(other)
@@ -158,15 +157,20 @@ def test_determinism(tmp_path, world):
     assert any(a.get(k) != c.get(k) for k in path_free)
 
 
-def test_ensure_synthetic_reuses_a_complete_world(tmp_path):
+def test_ensure_synthetic_reuses_a_complete_world(tmp_path, monkeypatch):
     out = tmp_path / "w"
     assert ensure_synthetic(out, seed=3, groups_per_mission=2) == out.resolve()
     before = digest(out)
     mtime = (out / "manifest.json").stat().st_mtime_ns
-    start = time.perf_counter()
-    ensure_synthetic(out, seed=3, groups_per_mission=2)
-    assert time.perf_counter() - start < 0.5
+
+    def no_build(*args):
+        raise AssertionError("a complete world was rebuilt")
+
+    with monkeypatch.context() as patched:  # reused means nothing is drawn or written
+        patched.setattr(world_module, "_build", no_build)
+        assert ensure_synthetic(out, seed=3, groups_per_mission=2) == out.resolve()
     assert (out / "manifest.json").stat().st_mtime_ns == mtime
+    assert digest(out) == before
     # a different size regenerates in place
     ensure_synthetic(out, seed=3, groups_per_mission=3)
     assert SynthManifest.load(out).groups_per_mission == 3
@@ -180,7 +184,7 @@ def test_ensure_synthetic_reuses_a_complete_world(tmp_path):
 
 def test_interrupted_generate_leaves_nothing(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = synth.render
+    real = world_module.render
 
     def flaky(scene, rng):
         calls["n"] += 1
@@ -188,16 +192,16 @@ def test_interrupted_generate_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(scene, rng)
 
-    monkeypatch.setattr(synth, "render", flaky)
+    monkeypatch.setattr(world_module, "render", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "w", seed=0)
     assert list(tmp_path.iterdir()) == []
     # an existing world survives an interrupted rebuild
-    monkeypatch.setattr(synth, "render", real)
+    monkeypatch.setattr(world_module, "render", real)
     generate(tmp_path / "w", seed=0, groups_per_mission=1)
     before = digest(tmp_path / "w")
     calls["n"] = 0
-    monkeypatch.setattr(synth, "render", flaky)
+    monkeypatch.setattr(world_module, "render", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "w", seed=5)
     assert digest(tmp_path / "w") == before

@@ -1,7 +1,8 @@
 """Mission catalogue: the single source of truth for mission ids, names and focus points.
 
 The Hydra ``mission`` group is registered from this table (see ``bbuqc.config.store``),
-so prompts, synthetic data, Stage-A and the config tree can never disagree.
+so prompts, synthetic data, Stage-A and the config tree can never disagree. The
+pass/fail rules that apply these focus points are beside it, in ``rules.py``.
 """
 
 from __future__ import annotations
@@ -85,3 +86,17 @@ def get_mission(mission_id: str) -> Mission:
         return MISSIONS[mission_id]
     except KeyError:
         raise KeyError(f"unknown mission {mission_id!r}; known: {', '.join(MISSIONS)}") from None
+
+
+def resolve_mission(mission: Mission | str) -> Mission:
+    """A Mission from a Mission-like object (id, name, domain, focus), an id or a Chinese name."""
+    if isinstance(mission, str):
+        if mission in MISSIONS:
+            return MISSIONS[mission]
+        if mission in MISSIONS_BY_NAME:
+            return MISSIONS_BY_NAME[mission]
+        raise KeyError(f"unknown mission {mission!r}; known: {', '.join(MISSIONS)}")
+    if isinstance(mission, Mission):
+        return mission
+    # a Hydra MissionConfig node or anything with the same fields
+    return Mission(str(mission.id), str(mission.name), str(mission.domain), tuple(mission.focus))

@@ -1,0 +1,185 @@
+"""The mission pass/fail rules: each mission's focus points applied to a group's summaries.
+
+``judge_group`` is what a group's label *should* be given its Stage-A summaries.
+The synthetic world labels its groups with it, and verdict rows built from real
+Stage-A files use it to write a reason that agrees with the human label
+(``bbuqc.data.rows``). One ``Check`` per focus point of the catalogue
+(``catalogue.py``); docs/data.md, "Label rules", states them in words.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+from natsort import natsorted
+
+from bbuqc.data.records import postprocess_summary
+from bbuqc.protocol import IRRELEVANT
+from bbuqc.rewards.summary.facts import extract_facts
+
+from .catalogue import MISSIONS, Mission, resolve_mission
+
+
+@dataclass(frozen=True)
+class Check:
+    """One focus point: ``category`` must be seen, and none of ``bad`` values may be."""
+
+    category: str
+    bad: tuple[tuple[str, str, str], ...] = ()  # (attribute, bad value, how it is described)
+    ok_text: str = ""
+    need_attr: str | None = None  # present only with a value of this attribute (e.g. 文本: readable)
+    what: str = ""  # how the missing item is named; default: the category
+
+    @property
+    def name(self) -> str:
+        return self.what or self.category
+
+
+_CONFORM = (("符合性", "不符合", "不符合要求"),)
+_INSTALLED = (("安装状态", "不合格", "安装不合格"),)
+
+RULES: dict[str, tuple[Check, ...]] = {
+    "bbu_install": (Check("BBU设备"), Check("BBU安装螺丝", _CONFORM, "且符合要求")),
+    "bbu_ground": (
+        Check("机柜处接地螺丝", _CONFORM, "且符合要求"),
+        Check("地排处接地螺丝", _CONFORM, "且符合要求"),
+        Check("电线", (("捆扎", "散乱", "捆扎散乱"),), "且捆扎整齐"),
+    ),
+    "bbu_cable": (
+        Check("BBU端光纤插头", _CONFORM, "且符合要求"),
+        Check("ODF端光纤插头", _CONFORM, "且符合要求"),
+        Check(
+            "光纤",
+            (("保护措施", "无保护", "无保护措施"), ("弯曲半径", "半径不合理", "弯曲半径不合理")),
+            "且有保护、弯曲半径合理",
+        ),
+    ),
+    "bbu_wind": (
+        Check("BBU设备"),
+        Check("挡风板", _CONFORM + (("安装方向", "方向错误", "安装方向错误"),), "且符合要求、安装方向正确"),
+    ),
+    "rru_install": (Check("RRU设备"), Check("紧固件", _INSTALLED, "且安装合格")),
+    "rru_position": (
+        Check("紧固件", _INSTALLED, "且安装合格"),
+        Check("接地线"),
+        Check("标签", need_attr="文本", what="可读的标签"),
+    ),
+    "rru_cable": (Check("尾纤", (("套管保护", "无套管", "无套管保护"),), "且均有套管保护"),),
+}
+PER_POINT = {"rru_install", "rru_position"}  # "每个安装点都必须…": checked per install point
+assert set(RULES) == set(MISSIONS)
+
+
+@dataclass
+class _Evidence:
+    """What one relevant image's summary shows."""
+
+    key: str  # 图片_i
+    categories: set[str]
+    values: Counter  # (category, attribute, value) -> count
+    points: list[str]  # install points (分组统计 keys, digits)
+
+
+def _evidence(key: str, summary: str) -> _Evidence | None:
+    """None for an irrelevant image or a summary that is not a JSON object."""
+    line = postprocess_summary(summary)
+    if not line or line == IRRELEVANT:
+        return None
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    facts = extract_facts(obj)
+    values = Counter({key_[1:]: n for key_, n in {**facts.stats, **facts.texts}.items()})
+    categories = set()
+    entries = obj.get("统计")
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict) and str(entry.get("类别") or "").strip():
+            categories.add(str(entry["类别"]).strip())
+    points = natsorted({group for _, group in facts.groups})
+    return _Evidence(key, categories, values, points)
+
+
+def _refs(images: list[_Evidence]) -> str:
+    return "、".join(im.key for im in images)
+
+
+def _run_check(check: Check, images: list[_Evidence]) -> tuple[bool, str]:
+    def present(im: _Evidence) -> bool:
+        if check.need_attr is None:
+            return check.category in im.categories
+        return any(k[0] == check.category and k[1] == check.need_attr for k in im.values)
+
+    seen = [im for im in images if present(im)]
+    if not seen:
+        return False, f"未检测到{check.name}"
+    problems = []
+    for attr, bad, problem in check.bad:
+        hits = [im for im in images if im.values.get((check.category, attr, bad), 0) > 0]
+        if hits:
+            problems.append(f"{_refs(hits)}中{check.category}{problem}")
+    if problems:
+        return False, "；".join(problems)
+    return True, f"{_refs(seen)}检测到{check.name}{check.ok_text}"
+
+
+def _run_checks(checks: tuple[Check, ...], images: list[_Evidence]) -> tuple[list[str], list[str]]:
+    oks, fails = [], []
+    for check in checks:
+        ok, message = _run_check(check, images)
+        (oks if ok else fails).append(message)
+    return oks, fails
+
+
+def _judge_wind(images: list[_Evidence]) -> tuple[list[str], list[str]]:
+    device, shield = RULES["bbu_wind"]
+    ok, message = _run_check(device, images)
+    if not ok:
+        return [], [message]
+    need = [im for im in images if im.values.get(("BBU设备", "挡风板需求", "空间充足需安装"), 0) > 0]
+    exempt = [im for im in images if im.values.get(("BBU设备", "挡风板需求", "免装"), 0) > 0]
+    if need:
+        ok2, message2 = _run_check(shield, images)
+        note = f"{_refs(need)}显示空间充足需安装挡风板"
+        return ([message, note, message2], []) if ok2 else ([], [note + "，" + message2])
+    if exempt:
+        return [message, f"{_refs(exempt)}显示挡风板免装"], []
+    return [], ["未能判断是否需要安装挡风板"]
+
+
+def judge_group(mission: Mission | str, summaries: dict[str, str] | list[str]) -> tuple[str, str]:
+    """``(label, reason)`` of a group: ``pass`` only when every focus point holds.
+
+    ``summaries``: ``{图片_i: summary}`` (natural key order) or a list in image
+    order; a summary is a JSON line (with or without its header) or 无关图片.
+    Irrelevant or unparseable summaries are no evidence. The reason cites the
+    images (``图片_k``) that show each item or each problem.
+    """
+    m = resolve_mission(mission)
+    if isinstance(summaries, dict):
+        items = [(k, summaries[k]) for k in natsorted(summaries)]
+    else:
+        items = [(f"图片_{i}", s) for i, s in enumerate(summaries, 1)]
+    images = [ev for ev in (_evidence(k, s) for k, s in items) if ev is not None]
+    if m.id == "bbu_wind":
+        oks, fails = _judge_wind(images)
+    elif m.id in PER_POINT and any(im.points for im in images):
+        oks, fails = [], []
+        points: dict[str, list[_Evidence]] = {}
+        for im in images:
+            for point in im.points or [f"?{im.key}"]:
+                points.setdefault(point, []).append(im)
+        for point in natsorted(points):
+            label = f"未编号({point[1:]})" if point.startswith("?") else point
+            for out, messages in zip((oks, fails), _run_checks(RULES[m.id], points[point])):
+                if messages:
+                    out.append(f"安装点{label}：" + "，".join(messages))
+    else:
+        oks, fails = _run_checks(RULES[m.id], images)
+    if fails:
+        return "fail", "；".join(fails)
+    return "pass", "；".join(oks) + "，满足全部检查要点"
