@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -19,7 +16,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
-    """One cache (tiny models, synthetic world) shared by the session's tests; built once."""
+    """One cache (tiny models, synthetic world) shared by the session's tests; built once.
+
+    ``BBUQC_CACHE`` points at it from the first test that asks until the session
+    ends, then is restored to what it was (unset included).
+    """
     path = Path(os.environ.get("BBUQC_TEST_CACHE") or tmp_path_factory.mktemp("bbuqc-cache"))
-    os.environ["BBUQC_CACHE"] = str(path)
-    return path
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BBUQC_CACHE", str(path))
+        yield path

@@ -342,13 +342,34 @@ def test_vl_generate_batched_left_padding(vl_dir):
 # ----------------------------------------------------------------------------------------- ms-swift
 
 
-def test_ms_swift_loads_vl_and_template_encodes_image(vl_dir, monkeypatch):
+@pytest.fixture
+def unconfigured_qwen_vl_utils():
+    """qwen_vl_utils as ms-swift finds it in a fresh process, and as it was again afterwards.
+
+    ms-swift configures ``qwen_vl_utils.vision_process`` from the environment once per process (the
+    first Qwen VL load sets ``_patch``), so whether an earlier test loaded one would decide what this
+    test sees. The module's state is saved, ``_patch`` dropped, and everything restored after.
+    """
     pytest.importorskip("swift")
     from qwen_vl_utils import vision_process
 
-    # ms-swift resizes images with qwen_vl_utils (configured from env once per process), not with the
-    # processor's min/max pixels: tiny_env() caps that at 16 visual tokens.
-    already_patched = getattr(vision_process, "_patch", False)
+    saved = dict(vars(vision_process))
+    backends = getattr(vision_process, "VIDEO_READER_BACKENDS", None)
+    saved_backends = dict(backends) if isinstance(backends, dict) else None
+    vars(vision_process).pop("_patch", None)
+    yield vision_process
+    for name in set(vars(vision_process)) - set(saved):
+        delattr(vision_process, name)
+    vars(vision_process).update(saved)
+    if saved_backends is not None:
+        backends.clear()
+        backends.update(saved_backends)
+
+
+def test_ms_swift_loads_vl_and_template_encodes_image(vl_dir, monkeypatch, unconfigured_qwen_vl_utils):
+    vision_process = unconfigured_qwen_vl_utils
+    # ms-swift resizes images with qwen_vl_utils (configured from env on its first Qwen VL load), not
+    # with the processor's min/max pixels: tiny_env() caps that at 16 visual tokens.
     for k, v in tiny.tiny_env().items():
         monkeypatch.setenv(k, v)
     from swift.model import get_model_processor
@@ -357,8 +378,7 @@ def test_ms_swift_loads_vl_and_template_encodes_image(vl_dir, monkeypatch):
     model, processor = get_model_processor(str(vl_dir), model_type="qwen2_vl", torch_dtype=torch.float32,
                                            device_map="cpu")
     assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
-    if not already_patched:
-        assert vision_process.IMAGE_MAX_TOKEN_NUM == 16
+    assert vision_process.IMAGE_MAX_TOKEN_NUM == 16
     template = get_template(processor, template_type="qwen2_vl")
     template.set_mode("train")
     row = {"messages": [{"role": "user", "content": "<image>描述这张图片"}, {"role": "assistant", "content": "通过"}],
@@ -367,8 +387,7 @@ def test_ms_swift_loads_vl_and_template_encodes_image(vl_dir, monkeypatch):
     n_pad = enc["input_ids"].count(151655)
     grid = enc["image_grid_thw"][0]
     assert n_pad == int(grid.prod()) // 4 and enc["pixel_values"].shape[0] == int(grid.prod())
-    if not already_patched:
-        assert n_pad <= 16
+    assert n_pad <= 16
     # collate without template.model: ms-swift builds a meta "dummy" model from the folder by path,
     # which needs the folder's args.json (model_type) -- then with the real model attached.
     batch = template.data_collator([enc])

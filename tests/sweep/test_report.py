@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import struct
-import zlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,48 +118,44 @@ def test_a_job_with_a_cut_log_and_no_status_is_incomplete(tmp_path):
     assert j1.status == "completed"
 
 
-def _write_wandb(path: Path, records: list) -> None:
-    """A run file as W&B's core writes it: a `:W&B` header, then records in 32 KiB blocks."""
-    block, out = 32768, bytearray(b":W&B" + struct.pack("<HB", 0xBEE1, 0))
-    for record in records:
-        data = record.SerializeToString()
-        left = block - len(out) % block
-        if left < 7:
-            out += b"\0" * left
-        assert len(data) + 7 <= block - len(out) % block  # small records: one chunk each
-        out += struct.pack("<IHB", zlib.crc32(data) & 0xFFFFFFFF, len(data), 1) + data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bytes(out))
+# An offline run written by the real `wandb` client, in a process of its own: wandb-core
+# flushes the run file when its service stream closes, which is when that process exits.
+_WANDB_WRITER = """
+import json, sys, wandb
+folder, spec = sys.argv[1], json.loads(sys.argv[2])
+run = wandb.init(mode="offline", dir=folder, project="bbuqc", id=spec["id"], name=spec["name"],
+                 group=spec["group"], job_type=spec["job_type"], config=spec["config"])
+for row in spec["history"]:
+    run.log(row)
+run.finish(exit_code=0)
+"""
 
 
-def _history(step: int, reward: float):
-    from wandb.proto import wandb_internal_pb2 as pb
+def _write_wandb_run(folder: Path, **spec) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    subprocess.run([sys.executable, "-c", _WANDB_WRITER, str(folder), json.dumps(spec)], check=True, env=env)
 
-    record = pb.Record()
-    values = {"train/reward": reward, "train/global_step": step, "train/rewards/summary.header/mean": reward / 2,
-              "train/rewards/summary.format/mean": 1.0}
-    for key, value in values.items():
-        item = record.history.item.add()
-        item.key, item.value_json = key, json.dumps(value)
-    return record
+
+def _history(step: int, reward: float) -> dict:
+    return {"train/reward": reward, "train/global_step": step, "train/rewards/summary.header/mean": reward / 2,
+            "train/rewards/summary.format/mean": 1.0}
 
 
 def test_metrics_fall_back_to_the_offline_wandb_run(tmp_path):
-    from wandb.proto import wandb_internal_pb2 as pb
-
     root = tmp_path / "sweep"
     job = make_job(root, 0, ["lora.last_k=1"], None, status="completed")
-    run = pb.Record()
-    run.run.run_id, run.run.display_name, run.run.run_group, run.run.job_type = "abc", "lora.last_k=1", "sweep-x", "train-summary"
-    item = run.run.config.update.add()
-    item.key, item.value_json = "reward", json.dumps({"weights": {"summary": {"format": 1.0, "header": 2.0}}})
-    exit_ = pb.Record()
-    exit_.exit.exit_code = 0
-    _write_wandb(job / "wandb" / "offline-run-20260131_120000-abc" / "run-abc.wandb",
-                 [run, _history(1, 1.0), _history(2, 3.0), exit_])
+    weights = {"weights": {"summary": {"format": 1.0, "header": 2.0}}}
+    _write_wandb_run(job, id="abc", name="lora.last_k=1", group="sweep-x", job_type="train-summary",
+                     config={"reward": weights}, history=[_history(1, 1.0), _history(2, 3.0)])
 
-    wb = read_run(next(job.glob("wandb/*/run-*.wandb")))
-    assert (wb.name, wb.group, wb.job_type, wb.exit_code) == ("lora.last_k=1", "sweep-x", "train-summary", 0)
+    (path,) = job.glob("wandb/offline-run-*-abc/run-abc.wandb")
+    wb = read_run(path)
+    assert (wb.run_id, wb.name, wb.group, wb.job_type, wb.project) == (
+        "abc", "lora.last_k=1", "sweep-x", "train-summary", "bbuqc")
+    assert wb.exit_code == 0
+    assert wb.config["reward"] == weights
+    assert [(h["train/global_step"], h["train/reward"]) for h in wb.history] == [(1, 1), (2, 3)]
     (parsed,) = collect_jobs(root)
     assert parsed.metrics_source == "wandb"
     assert (parsed.steps, parsed.reward) == ([1, 2], [1.0, 3.0])
