@@ -3,7 +3,8 @@
 Both train the same tiny model on the same rows with the same rewards; the bare run gets
 the arguments bbuqc passed to ms-swift (the run's args.json) and the reward classes through
 ms-swift's own `external_plugins`. Step time = median of `step_time` over the logged steps
-after the first (warm-up). Goal: ratio <= 1.05.
+after the first (warm-up). Rounds alternate which side runs first; the figure is the median and the
+min-max of the per-round ratios. Goal: median ratio <= 1.05.
 """
 
 from __future__ import annotations
@@ -26,50 +27,60 @@ def step_times(run_dir: Path) -> list[float]:
 
 
 def bare_swift_config(run_dir: Path, out_dir: Path) -> Path:
-    """The exact RLHFArguments bbuqc built (from its args.json), pointed at a new output dir."""
+    """Every ms-swift argument bbuqc set (the keys of bbuqc.training.args.OWNED, with the values ms-swift
+    recorded in the run's args.json), pointed at a new output dir: the bare run is the same training."""
+    from bbuqc.training.args import OWNED
 
     args = json.loads((run_dir / "args.json").read_text())
-    kw = {k: args[k] for k in (
-        "rlhf_type", "model", "model_type", "template", "check_model", "use_hf", "torch_dtype", "tuner_type",
-        "target_regex", "lora_rank", "lora_alpha", "lora_dropout", "freeze_vit", "freeze_aligner", "dataset",
-        "split_dataset_ratio", "remove_unused_columns", "dataset_num_proc", "dataloader_num_workers", "max_length",
-        "reward_funcs", "reward_weights", "num_generations", "generation_batch_size", "per_device_train_batch_size",
-        "gradient_accumulation_steps", "max_completion_length", "temperature", "beta", "learning_rate", "max_steps",
-        "seed", "data_seed", "add_version", "save_strategy", "save_steps", "logging_steps", "report_to",
-        "use_cpu", "bf16", "fp16", "gradient_checkpointing",
-    )}
+    # unset ones (None, []) are left to the CLI's defaults: it cannot parse an empty list
+    kw = {k: args[k] for k in OWNED if k in args and args[k] not in (None, [])}
     plugin = out_dir / "bbuqc_rewards_plugin.py"
     plugin.write_text(
         "from bbuqc.training.rewards import register_rewards\n"
         f"register_rewards({kw['reward_funcs']!r})\n"
     )
     kw.update(output_dir=str(out_dir / "run"), external_plugins=[str(plugin)])
-    kw["report_to"] = kw["report_to"] or ["none"]  # the CLI cannot take an empty list
+    kw["report_to"] = kw.get("report_to") or ["none"]  # the CLI cannot take an empty list
     config = out_dir / "swift_args.json"
     config.write_text(json.dumps(kw, ensure_ascii=False))
     return config
 
 
-def main(rounds: int = 2) -> None:
-    """Alternate bbuqc and bare runs so both see the same machine load."""
-    ours, bare, ours_wall, bare_wall = [], [], [], []
+def main(rounds: int = 5) -> None:
+    """`rounds` rounds; each runs both, in alternating order (bbuqc first in even rounds, bare first in
+    odd ones), so drift in machine load hits both sides alike. The figure is the per-round ratio of the
+    median step times: its median and its min-max over the rounds (the spread says how far to trust it)."""
     swift = str(Path(sys.executable).parent / "swift")
+    ratios, ours_steps, bare_steps, ours_wall, bare_wall = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        # the bare run needs bbuqc's args.json, so one untimed bbuqc run provides the arguments (and warms caches)
+        ref_dir = Path(tmp) / "reference"
+        wall_time([sys.executable, "-m", "bbuqc.train", *OVERRIDES, f"hydra.run.dir={ref_dir}"])
         for i in range(rounds):
             ours_dir, bare_dir = Path(tmp) / f"bbuqc{i}", Path(tmp) / f"bare{i}"
             bare_dir.mkdir()
-            ours_wall.append(wall_time([sys.executable, "-m", "bbuqc.train", *OVERRIDES, f"hydra.run.dir={ours_dir}"]))
-            config = bare_swift_config(ours_dir, bare_dir)
-            bare_wall.append(wall_time([swift, "rlhf", str(config)], env={"PYTHONPATH": str(REPO)}))
-            ours += step_times(ours_dir)
-            bare += step_times(bare_dir / "run")
-    ours_step, bare_step = statistics.median(ours), statistics.median(bare)
+            config = bare_swift_config(ref_dir, bare_dir)
+            ours_cmd = [sys.executable, "-m", "bbuqc.train", *OVERRIDES, f"hydra.run.dir={ours_dir}"]
+            bare_cmd = [swift, "rlhf", str(config)]
+            for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                if side == 0:
+                    ours_wall.append(wall_time(ours_cmd))
+                else:
+                    bare_wall.append(wall_time(bare_cmd, env={"PYTHONPATH": str(REPO)}))
+            ours, bare = statistics.median(step_times(ours_dir)), statistics.median(step_times(bare_dir / "run"))
+            ours_steps.append(ours)
+            bare_steps.append(bare)
+            ratios.append(ours / bare)
+            print(f"round {i + 1}/{rounds}: bbuqc {ours:.4f} s/step, bare {bare:.4f} s/step, ratio {ours / bare:.3f}",
+                  flush=True)
     write_result("grpo_overhead", {
-        "bbuqc_step_s": round(ours_step, 4), "bare_swift_step_s": round(bare_step, 4),
-        "ratio": round(ours_step / bare_step, 3), "goal": 1.05, "steps_per_run": STEPS, "rounds": rounds,
+        "ratio_median": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3), "ratios": [round(r, 3) for r in ratios], "goal": 1.05,
+        "bbuqc_step_s": [round(x, 4) for x in ours_steps], "bare_swift_step_s": [round(x, 4) for x in bare_steps],
+        "steps_per_run": STEPS, "rounds": rounds,
         "bbuqc_wall_s": [round(w, 1) for w in ours_wall], "bare_swift_wall_s": [round(w, 1) for w in bare_wall],
     })
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)

@@ -1,0 +1,99 @@
+"""Long jobs survive: a training job SIGKILLed mid-run resumes in place with train.resume_from=auto
+(skipping a half-written last checkpoint), continuing the same logging.jsonl, completions.jsonl and W&B run.
+Real ms-swift GRPO on the tiny text model, offline on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bbuqc.training.checkpoints import checkpoint_problem
+
+REPO = Path(__file__).resolve().parents[2]
+ARGS = ["task=verdict", "reward=verdict", "train.max_steps=8", "train.save_steps=2", "train.log_completions_steps=2"]
+
+
+def command(run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "bbuqc.train", *ARGS, *overrides, f"hydra.run.dir={run_dir}"]
+
+
+def env() -> dict:
+    return {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    rows = [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
+    return [int(r["global_step/max_steps"].split("/")[0]) for r in rows if "loss" in r and "global_step/max_steps" in r]
+
+
+def wandb_tables(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("wandb/offline-run-*/files/media/table/completions_*.table.json"))
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(session_cache, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("resume") / "run"
+    proc = subprocess.Popen(command(run_dir), cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    while checkpoint_problem(run_dir / "checkpoint-4") is not None:  # a complete checkpoint-4, then kill
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint-4"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_id = (run_dir / "wandb_run_id").read_text().strip()
+    # a checkpoint that was being written when the job died: checkpoint-6 with its weights but a torn
+    # optimizer.pt and no trainer_state.json yet
+    torn = run_dir / "checkpoint-6"
+    shutil.rmtree(torn, ignore_errors=True)
+    shutil.copytree(run_dir / "checkpoint-4", torn)
+    (torn / "trainer_state.json").unlink()
+    data = (torn / "optimizer.pt").read_bytes()
+    (torn / "optimizer.pt").write_bytes(data[: len(data) // 3])
+    # the job is requeued as is: the same command with train.resume_from=auto
+    done = subprocess.run(command(run_dir, "train.resume_from=auto"), cwd=REPO, env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return run_dir, killed_id
+
+
+def test_resume_continues_from_the_last_complete_checkpoint_skipping_the_torn_one(killed_and_resumed):
+    run_dir, _ = killed_and_resumed
+    cli = (run_dir / "cli.log").read_text()
+    assert "skipping" in cli and "checkpoint-6" in cli and "missing trainer_state.json" in cli
+    assert "resuming" in cli and "from checkpoint-4 (step 4)" in cli
+    assert json.loads((run_dir / "checkpoint-8" / "trainer_state.json").read_text())["global_step"] == 8
+    assert checkpoint_problem(run_dir / "checkpoint-6") is None  # re-saved whole by the resumed job
+
+
+def test_the_same_logs_continue_without_repeated_steps(killed_and_resumed):
+    run_dir, _ = killed_and_resumed
+    assert logged_steps(run_dir) == [1, 2, 3, 4, 5, 6, 7, 8]
+    completions = [json.loads(line) for line in (run_dir / "completions.jsonl").read_text().splitlines()]
+    assert [int(c["step"][0]) for c in completions] == [2, 4, 6, 8]  # every log_completions_steps, once
+
+
+def test_completions_carry_prompt_completion_each_reward_and_the_advantage(killed_and_resumed):
+    run_dir, _ = killed_and_resumed
+    row = json.loads((run_dir / "completions.jsonl").read_text().splitlines()[0])
+    for key in ("prompt", "completion", "advantages", "verdict.format", "verdict.label", "verdict.consistency"):
+        assert key in row and len(row[key]) == len(row["step"]) > 0, key
+    tables = wandb_tables(run_dir)
+    assert len(tables) == 4  # one W&B table per logged completions step, across both jobs
+    columns = json.loads(tables[0].read_text())["columns"]
+    assert {"prompt", "completion", "advantages", "verdict.label"} <= set(columns)
+
+
+def test_the_resumed_job_logs_to_the_same_wandb_run(killed_and_resumed):
+    run_dir, killed_id = killed_and_resumed
+    assert (run_dir / "wandb_run_id").read_text().strip() == killed_id
+    runs = sorted(p.name for p in run_dir.glob("wandb/offline-run-*"))
+    assert len(runs) == 2 and all(name.endswith(f"-{killed_id}") for name in runs)
