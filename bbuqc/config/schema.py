@@ -35,6 +35,11 @@ class ModelConfig:
     # allow a model folder that ships its own Python (modeling_*.py) to run it on load; every supported
     # family is native to transformers, so this stays false
     trust_remote_code: bool = False
+    # image size bounds in pixels (h*w) of a VL model, for training, Stage-A and validation alike (one
+    # budget: bbuqc.models.resolve.image_env); (patch*2)^2 pixels make one visual token (28*28 for Qwen2/
+    # 2.5-VL, 32*32 for Qwen3-VL). null: the checkpoint processor's / ms-swift's own limits (a tiny twin's).
+    max_pixels: int | None = None
+    min_pixels: int | None = None
 
 
 @dataclass

@@ -3,11 +3,14 @@ here) plus the optional LoRA checkpoint `model.adapter`. Every command resolves 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,49 @@ def resolve_model(cfg: DictConfig) -> ResolvedModel:
     adapter = str(Path(m.adapter).resolve()) if m.adapter else None
     kind = tiny_kind(cfg)
     if kind is None:
+        apply_image_env(cfg)
         return ResolvedModel(m.path, m.model_type, m.template, m.multimodal, adapter)
-    from bbuqc.models.tiny import SWIFT_TYPES, ensure_tiny_model, tiny_env
+    from bbuqc.models.tiny import SWIFT_TYPES, ensure_tiny_model
 
-    if m.multimodal:
-        # ms-swift sizes Qwen-VL images from these, read once when the first processor loads
-        for key, value in tiny_env().items():
-            os.environ.setdefault(key, value)
+    apply_image_env(cfg)
     model_type, template = SWIFT_TYPES[kind]
     return ResolvedModel(str(ensure_tiny_model(kind)), model_type, template, m.multimodal, adapter)
+
+
+#: Vision patch size of each VL model_type (pixels per visual token = (patch * 2) ** 2 after the 2x2 merge).
+PATCH_SIZES = {"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16}
+
+
+def image_env(cfg: DictConfig) -> dict[str, str]:
+    """The image-size environment of the config's VL model: `model.min_pixels`/`max_pixels`, or, when
+    null, a tiny twin's own limits (nothing for a real checkpoint: its processor's / ms-swift's apply).
+    Empty for a text model."""
+    from bbuqc.models.tiny import image_size_env, tiny_env
+
+    m = cfg.model
+    if not m.multimodal:
+        return {}
+    kind = tiny_kind(cfg)
+    if m.max_pixels is None and m.min_pixels is None:
+        return tiny_env(kind) if kind is not None else {}
+    if kind is not None:
+        from bbuqc.models.tiny import SWIFT_TYPES
+
+        model_type = SWIFT_TYPES[kind][0]
+    else:
+        model_type = m.model_type
+    return image_size_env(m.min_pixels, m.max_pixels, PATCH_SIZES.get(str(model_type), 14))
+
+
+def apply_image_env(cfg: DictConfig) -> dict[str, str]:
+    """Set the image size for every consumer in this process, the one place that does: ms-swift's
+    Qwen-VL templates (training, validation) read MAX_PIXELS/MIN_PIXELS (and the token counts) when
+    they first load a processor, Stage-A's backends read the same variables (`pixel_bounds`). The
+    config wins over an inherited environment; what is set is logged (the run's log file)."""
+    env = image_env(cfg)
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+    if env:
+        log.info("image size: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
+    return env

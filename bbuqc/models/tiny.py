@@ -85,6 +85,62 @@ SIZES = {
 MIN_PIXELS = 56 * 56
 MAX_PIXELS = 112 * 112
 
+# ---- One tiny twin per supported family (model=tiny_qwen2_vl / tiny_qwen2_5_vl / tiny_qwen3_vl /
+# tiny_qwen2_5). ``vl`` *is* the Qwen2-VL twin and ``text`` the Qwen2 one (their weights and folders stay
+# as they are); the kinds below have the same sizes, each with its family's transformers config/model
+# classes, processor class, chat template and ms-swift model_type/template, so those code paths run here.
+FAMILY_KINDS = ("qwen2_5_vl", "qwen3_vl", "qwen2_5_text")
+KINDS = KINDS + FAMILY_KINDS
+MODEL_DIRS.update({"qwen2_5_vl": "tiny-qwen2_5-vl-v1", "qwen3_vl": "tiny-qwen3-vl-v1", "qwen2_5_text": "tiny-qwen2_5-v1"})
+FAMILY.update({"qwen2_5_vl": "vl", "qwen3_vl": "vl", "qwen2_5_text": "text"})
+PRESET_KINDS.update({"tiny_qwen2_vl": "vl", "tiny_qwen2_5_vl": "qwen2_5_vl", "tiny_qwen3_vl": "qwen3_vl",
+                     "tiny_qwen2": "text", "tiny_qwen2_5": "qwen2_5_text"})
+# ms-swift names (swift/model/models/qwen.py, swift/template/templates/qwen.py): Qwen2.5 text is
+# model_type qwen2 (same architecture) with the qwen2_5 template (its own default system prompt).
+SWIFT_TYPES.update({"qwen2_5_vl": ("qwen2_5_vl", "qwen2_5_vl"), "qwen3_vl": ("qwen3_vl", "qwen3_vl"),
+                    "qwen2_5_text": ("qwen2", "qwen2_5")})
+# Qwen3-VL's text model interleaves M-RoPE over head_dim/2 = 16 frequencies (real: [24, 20, 20] of 64).
+SIZES.update({"qwen2_5_vl": SIZES["vl"], "qwen2_5_text": SIZES["text"],
+              "qwen3_vl": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, [6, 5, 5])})
+#: VL architecture of a VL kind (which config/model/processor classes build it); default qwen2_vl.
+VL_ARCH = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl"}
+#: Vision patch size of a VL kind: Qwen3-VL's is 16 (32x32 pixels per visual token after the 2x2
+#: merge), Qwen2-VL's and Qwen2.5-VL's 14 (28x28).
+PATCH_SIZES = {"qwen3_vl": 16}
+#: VL architecture -> (processor class, video processor class) in transformers.
+_PROCESSOR_CLASSES = {"qwen2_vl": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
+                      "qwen2_5_vl": ("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
+                      "qwen3_vl": ("Qwen3VLProcessor", "Qwen3VLVideoProcessor")}
+#: VL architecture -> (config class, model class) in transformers.
+_VL_CLASSES = {"qwen2_vl": ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration"),
+               "qwen2_5_vl": ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"),
+               "qwen3_vl": ("Qwen3VLConfig", "Qwen3VLForConditionalGeneration")}
+#: Visual tokens per image the twins allow (the pixel limits follow from the patch size).
+MIN_IMAGE_TOKENS, MAX_IMAGE_TOKENS = 4, 16
+
+
+def pixel_limits(kind: str) -> tuple[int, int]:
+    """``(min_pixels, max_pixels)`` of a tiny VL kind: 4..16 visual tokens whatever its patch size,
+    so every twin gives ms-swift the same token limits (qwen_vl_utils keeps them per process)."""
+    factor = (PATCH_SIZES.get(kind, PATCH) * MERGE) ** 2
+    return MIN_IMAGE_TOKENS * factor, MAX_IMAGE_TOKENS * factor
+
+
+def chat_template(kind: str) -> str:
+    """The chat template a kind ships: its real family's (Qwen2-VL's and Qwen2.5-VL's are identical;
+    Qwen3-VL's has no default system prompt; Qwen2.5's default system names Qwen), reduced to the
+    parts bbuqc renders (no tools, no thinking)."""
+    from bbuqc.models.tokenizer import QWEN2_VL_CHAT_TEMPLATE
+
+    default_system = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    assert default_system in QWEN2_VL_CHAT_TEMPLATE
+    if kind == "qwen3_vl":
+        return QWEN2_VL_CHAT_TEMPLATE.replace(default_system, "")
+    if kind == "qwen2_5_text":
+        return QWEN2_VL_CHAT_TEMPLATE.replace(
+            default_system, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n")
+    return QWEN2_VL_CHAT_TEMPLATE
+
 
 def tiny_model_dir(kind: str, cache: Path | str | None = None) -> Path:
     """Where the tiny model of ``kind`` lives (whether or not it is built yet)."""
@@ -98,8 +154,8 @@ def is_built(kind: str, cache: Path | str | None = None) -> bool:
     return (tiny_model_dir(kind, cache) / MARKER).is_file()
 
 
-def tiny_env() -> dict[str, str]:
-    """Environment variables a process should set before ms-swift loads the tiny VL model.
+def tiny_env(kind: str = "vl") -> dict[str, str]:
+    """Environment variables a process should set before ms-swift loads the tiny VL model ``kind``.
 
     ms-swift does NOT use the processor's min/max pixels: ``Qwen2VLTemplate`` resizes every image
     with ``qwen_vl_utils.fetch_image`` (whose defaults allow up to 16384 visual tokens per image)
@@ -111,9 +167,22 @@ def tiny_env() -> dict[str, str]:
     converts when the target is unset). Plain transformers (AutoProcessor) honours the
     processor's own limits and needs nothing.
     """
-    factor = (PATCH * MERGE) ** 2  # pixels per visual token after the 2x2 merge (28*28)
-    return {"MAX_PIXELS": str(MAX_PIXELS), "MIN_PIXELS": str(MIN_PIXELS),
-            "IMAGE_MAX_TOKEN_NUM": str(MAX_PIXELS // factor), "IMAGE_MIN_TOKEN_NUM": str(MIN_PIXELS // factor)}
+    min_pixels, max_pixels = pixel_limits(kind)
+    return image_size_env(min_pixels, max_pixels, PATCH_SIZES.get(kind, PATCH))
+
+
+def image_size_env(min_pixels: int | None, max_pixels: int | None, patch_size: int = PATCH) -> dict[str, str]:
+    """The environment that sizes images to ``min_pixels``..``max_pixels`` for ms-swift's Qwen-VL
+    templates (see :func:`tiny_env` for why it is the environment): ``MIN_PIXELS``/``MAX_PIXELS``
+    and the visual-token counts they mean for this patch size (``(patch_size * 2) ** 2`` pixels per
+    token after the 2x2 merge). Stage-A reads the same variables (``stage_a.backends.pixel_bounds``)."""
+    factor = (patch_size * MERGE) ** 2
+    env = {}
+    if max_pixels:
+        env.update(MAX_PIXELS=str(max_pixels), IMAGE_MAX_TOKEN_NUM=str(max_pixels // factor))
+    if min_pixels:
+        env.update(MIN_PIXELS=str(min_pixels), IMAGE_MIN_TOKEN_NUM=str(max(1, min_pixels // factor)))
+    return env
 
 
 @contextmanager
@@ -205,6 +274,28 @@ def _vl_config(vocab_size: int, ids: dict[str, int], kind: str = "vl"):
         spatial_merge_size=MERGE,
         temporal_patch_size=TEMPORAL_PATCH,
     )
+    arch = VL_ARCH.get(kind, "qwen2_vl")
+    if arch != "qwen2_vl":
+        import transformers
+
+        Qwen2VLConfig = getattr(transformers, _VL_CLASSES[arch][0])  # noqa: N806 (the family's config class)
+        # Qwen2.5-VL / Qwen3-VL vision towers: `hidden_size` is the tower's width, `out_hidden_size`
+        # the merger's output (the LLM width); an MLP block instead of mlp_ratio.
+        vision = dict(depth=VISION_DEPTH, hidden_size=VISION_EMBED, intermediate_size=2 * VISION_EMBED,
+                      num_heads=VISION_HEADS, in_channels=3, patch_size=PATCH_SIZES.get(kind, PATCH),
+                      spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL_PATCH,
+                      out_hidden_size=text["hidden_size"])
+    if arch == "qwen2_5_vl":
+        # window attention in block 0, full attention in the last block (real: every 8th of 32)
+        vision.update(window_size=112, fullatt_block_indexes=[VISION_DEPTH - 1], tokens_per_second=2)
+    elif arch == "qwen3_vl":
+        # learned position embeddings on a square grid (8x8, interpolated to any image), and a
+        # deepstack merger on vision block 0 that feeds LLM block 0 (real: 3 of them)
+        vision.update(num_position_embeddings=64, deepstack_visual_indexes=[0], hidden_act="gelu_pytorch_tanh")
+        for key in ("use_sliding_window", "max_window_layers"):
+            text.pop(key, None)
+        text.update(head_dim=HIDDEN // NUM_HEADS)
+        text["rope_parameters"]["mrope_interleaved"] = True
     return Qwen2VLConfig(
         text_config=text,
         vision_config=vision,
@@ -235,31 +326,41 @@ def _generation_config(ids: dict[str, int]):
 def _save_processor(kind: str, out: Path, backend) -> None:
     from bbuqc.models.tokenizer import QWEN2_VL_CHAT_TEMPLATE, save_tokenizer
 
+    template = chat_template(kind)
     tokenizer = save_tokenizer(out, backend)
     if FAMILY[kind] == "vl":
-        from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+        import transformers
+        from transformers import Qwen2VLImageProcessor
 
-        common = dict(patch_size=PATCH, temporal_patch_size=TEMPORAL_PATCH, merge_size=MERGE)
-        image_processor = Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, **common)
-        video_processor = Qwen2VLVideoProcessor(
-            size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS * 2}, **common)
-        processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                     video_processor=video_processor, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+        # the family's own processor and video-processor classes (the image processor is Qwen2-VL's
+        # in all three families, as in the real checkpoints' preprocessor_config.json)
+        proc_name, video_name = _PROCESSOR_CLASSES[VL_ARCH.get(kind, "qwen2_vl")]
+        min_pixels, max_pixels = pixel_limits(kind)
+        common = dict(patch_size=PATCH_SIZES.get(kind, PATCH), temporal_patch_size=TEMPORAL_PATCH, merge_size=MERGE)
+        if VL_ARCH.get(kind) == "qwen3_vl":  # Qwen3-VL normalises pixels to [-1, 1], not with CLIP's mean/std
+            common.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, **common)
+        video_processor = getattr(transformers, video_name)(
+            size={"shortest_edge": min_pixels, "longest_edge": max_pixels * 2}, **common)
+        processor = getattr(transformers, proc_name)(image_processor=image_processor, tokenizer=tokenizer,
+                                                     video_processor=video_processor, chat_template=template)
         processor.save_pretrained(str(out))  # processor_config.json (transformers 5 layout)
         # Legacy files real Qwen2-VL checkpoints ship (transformers 4.x, vLLM and ms-swift's
         # save_checkpoint read/copy them). transformers 5 loads identically with them present.
         image_processor.save_pretrained(str(out))  # preprocessor_config.json
         pre_path = out / "preprocessor_config.json"
         pre = json.loads(pre_path.read_text())
-        pre.update(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, processor_class="Qwen2VLProcessor")
+        pre.update(min_pixels=min_pixels, max_pixels=max_pixels, processor_class=proc_name)
         _write_json(pre_path, pre)
-        _write_json(out / "chat_template.json", {"chat_template": QWEN2_VL_CHAT_TEMPLATE})
+        _write_json(out / "chat_template.json", {"chat_template": template})
     # Older readers (vLLM < 0.9, transformers 4.x) look for the template inside tokenizer_config.json;
     # transformers 5 writes it to chat_template.jinja only. Put it in both places.
     cfg_path = out / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["chat_template"] = QWEN2_VL_CHAT_TEMPLATE
+    cfg["chat_template"] = template
     _write_json(cfg_path, cfg)
+    if template != QWEN2_VL_CHAT_TEMPLATE:  # save_tokenizer wrote Qwen2-VL's
+        (out / "chat_template.jinja").write_text(template)
     # ms-swift reads `model_type`/`template` from an args.json in the model folder when they are not
     # given (e.g. its templates load a meta-device "dummy" model by path for M-RoPE position ids
     # when `template.model` is unset, and Qwen2VLForConditionalGeneration alone is ambiguous
@@ -288,8 +389,9 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     vocab_size = model_vocab_size(layout, backend)
     assert max(ids.values()) < vocab_size
     if FAMILY[kind] == "vl":
-        from transformers import Qwen2VLForConditionalGeneration as cls
+        import transformers
 
+        cls = getattr(transformers, _VL_CLASSES[VL_ARCH.get(kind, "qwen2_vl")][1])
         assert ids == QWEN_SPECIAL_TOKENS, "the VL model needs Qwen's special-token ids"
         config = _vl_config(vocab_size, ids, kind)
     else:
