@@ -13,8 +13,9 @@ builder the summary GRPO task trains with) rendered by the model's own chat temp
 training and inference prompts cannot drift apart.
 
 Image size: when ``MAX_PIXELS`` / ``MIN_PIXELS`` are set in the environment (ms-swift's
-training knobs, which ``resolve_model`` sets for the tiny model), images are resized to the
-same bounds as in training; otherwise the processor's own limits apply.
+training knobs, which ``resolve_model`` sets from ``model.min_pixels``/``max_pixels``, see
+``bbuqc.models.resolve.apply_image_env``), images are resized to the same bounds as in training;
+otherwise the processor's own limits apply.
 
 A backend raises on any failure of a call (a corrupt image, an out-of-memory batch); the
 runner then retries that batch's images one by one.
