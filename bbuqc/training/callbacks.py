@@ -2,6 +2,7 @@
 
 - CHORD's mu is logged every step (ms-swift computes it but never logs it). It goes through
   the trainer's own metric buffer, so it lands in logging.jsonl and W&B like any metric.
+- CHORD's SFT batches resume where they stopped (ChordSftOrderCallback).
 - The trainable parameters are counted and listed once, so a run proves what LoRA touched.
 - Sampled completions every train.log_completions_steps steps (ms-swift's own table, switched per step).
 - Held-out validation and the best checkpoint (bbuqc/training/validation.py) when train.eval_steps is set.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,68 @@ class ChordMuCallback(TrainerCallback):
         # the same call, at the same global step, that compute_chord_loss makes for this step
         mu = mu_schedule_function(state.global_step, c.mu_warmup_steps, c.mu_decay_steps, c.mu_peak, c.mu_valley)
         self.trainer._metrics["train"]["chord/mu"].append(float(mu))
+
+
+class ChordSftOrderCallback(TrainerCallback, ExportableState):
+    """Makes a resumed CHORD run see the SFT batches an uninterrupted run sees (issue 16.2).
+
+    ms-swift builds CHORD's SFT iterator once, when the trainer is made: a cyclic DataLoader whose
+    RandomSampler draws its order from the global torch RNG at first use, and nothing records how far it
+    got, so a resumed run restarts it in another order. This replaces it, at train begin, with the same
+    DataLoader (ms-swift's own get_chord_sft_dataloader) over a sampler with its own generator seeded by
+    train.seed, counts the batches drawn, and saves the count in each checkpoint's trainer_state.json
+    (transformers' stateful-callback record, written atomically with the checkpoint). On resume the
+    iterator is rebuilt from the seed and advanced past that many batches.
+    """
+
+    def __init__(self, trainer, seed: int):
+        self.trainer = trainer
+        self.seed = seed
+        self.consumed = 0
+
+    def state(self) -> dict:
+        return {"args": {"seed": self.seed}, "attributes": {"consumed": self.consumed}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import torch
+        from swift.rlhf_trainers.utils import get_chord_sft_dataloader
+        from torch.utils.data import RandomSampler
+
+        t = self.trainer
+        if getattr(t, "chord_sft_iterator", None) is None:
+            return
+        skip = _saved_consumed(args.resume_from_checkpoint, type(self).__name__)
+        generator = torch.Generator()
+        generator.manual_seed(self.seed)
+        loader = get_chord_sft_dataloader(
+            trainer=t, dataset=t.chord_sft_dataset, description="Training",
+            batch_size=args.chord_sft_per_device_train_batch_size,
+            sampler_fn=lambda dataset: RandomSampler(dataset, generator=generator), is_training=True,
+        )
+        t.chord_sft_iterator = self._cycle(loader, skip)
+        if skip:
+            log.info("chord: SFT batches continue after the %d drawn before the checkpoint", skip)
+
+    def _cycle(self, loader, skip: int):
+        self.consumed, drawn = skip, 0
+        while True:  # one pass per epoch of the SFT rows; the generator gives every epoch a new order
+            for batch in loader:
+                drawn += 1
+                if drawn <= skip:
+                    continue
+                self.consumed = drawn
+                yield batch
+
+
+def _saved_consumed(checkpoint: str | None, name: str) -> int:
+    if not checkpoint:
+        return 0
+    try:
+        saved = json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("stateful_callbacks", {})
+    except (OSError, ValueError):
+        return 0
+    record = saved.get(name, {})
+    return int((record[-1] if isinstance(record, list) else record).get("attributes", {}).get("consumed", 0))
 
 
 class TrainableParamsCallback(TrainerCallback):
@@ -78,6 +142,7 @@ def bbuqc_callbacks(cfg: DictConfig, trainer, inputs, wandb_run=None) -> list[Tr
     callbacks: list[TrainerCallback] = [TrainableParamsCallback(trainer, run_dir, wandb_run)]
     if cfg.chord.enabled and cfg.algo.name == "grpo":
         callbacks.append(ChordMuCallback(trainer, cfg.chord))
+        callbacks.append(ChordSftOrderCallback(trainer, cfg.train.seed))
     if cfg.algo.name == "grpo" and cfg.train.log_completions_steps:
         trainer.log_completions = False  # until the first step due (ms-swift set it from args.log_completions)
         callbacks.append(CompletionsCallback(trainer, cfg.train.log_completions_steps))

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import struct
 import zipfile
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -174,23 +177,29 @@ def wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
-CHORD_RESUME_NOTE = (
-    "chord=on: a resumed run restores the adapter, optimizer, scheduler, RNG and the GRPO data position, "
-    "but not the position of CHORD's SFT batches: ms-swift rebuilds that iterator (a new random order) "
-    "when training starts, so from the first resumed step the SFT rows (and so the loss) differ from an "
-    "uninterrupted run; the mu schedule continues exactly (it depends on the step only)"
+DROPOUT_RESUME_NOTE = (
+    "resume: adapter, optimizer, scheduler, RNG, data position, CHORD's SFT batch position and mu schedule "
+    "are restored; LoRA dropout's masks are not (lora.dropout=%s), so the resumed steps can differ slightly "
+    "from an uninterrupted run; lora.dropout=0 continues bitwise"
 )
 
 
 def resume_in_place(cfg, run_dir: Path) -> Path | None:
     """Resolve train.resume_from (auto -> the latest complete checkpoint or None) into the config, and
     when the checkpoint belongs to this run folder cut the run's logs back to its step."""
-    found = resolve_resume(cfg.train.resume_from, run_dir)
+    resume_from = cfg.train.resume_from
+    if os.environ.get("BBUQC_REQUEUED") == "1":  # set by bbuqc.training.slurm in a requeued SLURM job
+        # the job's own latest checkpoint is where it stands; the one it started from only until it has one
+        if resume_from in (None, "auto") or latest_complete_checkpoint(run_dir) is not None:
+            log.warning("requeued job: train.resume_from=auto (was %s)", resume_from)
+            resume_from = "auto"
+    found = resolve_resume(resume_from, run_dir)
     cfg.train.resume_from = None if found is None else str(found)
     if found is None:
         return None
     if found.resolve().parent == run_dir.resolve():
         truncate_logs_to(run_dir, checkpoint_step(found))
-    if cfg.chord.enabled and cfg.algo.name == "grpo":
-        log.warning(CHORD_RESUME_NOTE)
+    dropout = OmegaConf.select(cfg, "lora.dropout", default=0) or 0
+    if dropout > 0:
+        log.warning(DROPOUT_RESUME_NOTE, dropout)
     return found
