@@ -108,6 +108,20 @@ def pixel_bounds() -> dict[str, int]:
     return out
 
 
+def size_kwargs(processor) -> dict:
+    """Keyword arguments that make an HF Qwen-VL processor call resize to :func:`pixel_bounds` (the
+    bounds ms-swift's templates use in training), for Stage-A and held-out validation alike."""
+    bounds = pixel_bounds()
+    if not bounds:
+        return {}
+    size = dict(getattr(processor.image_processor, "size", None) or {})
+    if "min_pixels" in bounds:
+        size["shortest_edge"] = bounds["min_pixels"]
+    if "max_pixels" in bounds:
+        size["longest_edge"] = bounds["max_pixels"]
+    return {"size": size}
+
+
 # ------------------------------------------------------------------------------------------------ HF
 
 _LOADED: dict[tuple, tuple[Any, Any]] = {}
@@ -143,15 +157,7 @@ class HFBackend:
         return self._prompts[mission.id]
 
     def _size_kwargs(self) -> dict:
-        bounds = pixel_bounds()
-        if not bounds:
-            return {}
-        size = dict(getattr(self.processor.image_processor, "size", None) or {})
-        if "min_pixels" in bounds:
-            size["shortest_edge"] = bounds["min_pixels"]
-        if "max_pixels" in bounds:
-            size["longest_edge"] = bounds["max_pixels"]
-        return {"size": size}
+        return size_kwargs(self.processor)
 
     def encode(self, images: list[Path], mission: Mission):
         """The model inputs of a batch: one prompt per image, left-padded to the longest."""

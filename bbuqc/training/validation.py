@@ -89,11 +89,12 @@ class Generator:
         if self.task == "summary":
             # the Stage-A prompt and image loading: validation measures what bbuqc-infer will produce
             from bbuqc.missions import MISSIONS
-            from bbuqc.stage_a.backends import load_image, render_prompt
+            from bbuqc.stage_a.backends import load_image, render_prompt, size_kwargs
 
             texts = [render_prompt(self.processor, MISSIONS[r["mission"]]) for r in rows]
             images = [load_image(r["images"][0]) for r in rows]
-            enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+            enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True,
+                                 **size_kwargs(self.processor))  # the image size training and Stage-A use
         else:
             texts = [self.tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
                      for r in rows]

@@ -199,7 +199,13 @@ def test_training_and_stage_a_give_an_image_the_same_number_of_tokens(
     backend = HFBackend(model.path)
     mission = MISSIONS["bbu_wind"]
     stage_a_counts = [int((backend.encode([Path(p)], mission)["input_ids"] == IMAGE_PAD).sum()) for p in paths]
-    assert train_counts == stage_a_counts
+    # held-out validation: the processor call of bbuqc/training/validation.py
+    from bbuqc.stage_a.backends import load_image, size_kwargs
+
+    val_counts = [int((backend.processor(text=[backend.prompt(mission)], images=[load_image(p)], return_tensors="pt",
+                                         **size_kwargs(backend.processor))["input_ids"] == IMAGE_PAD).sum())
+                  for p in paths]
+    assert train_counts == stage_a_counts == val_counts
     # the 640x480 photo is capped near the budget (smart_resize rounds down to whole tokens), the
     # 20x30 one raised to at least min_pixels
     assert max_tokens * 3 // 4 <= train_counts[0] <= max_tokens and train_counts[2] >= 1
