@@ -38,8 +38,8 @@ class ModelConfig:
     # image size bounds in pixels (h*w) of a VL model, for training, Stage-A and validation alike (one
     # budget: bbuqc.models.resolve.image_env); (patch*2)^2 pixels make one visual token (28*28 for Qwen2/
     # 2.5-VL, 32*32 for Qwen3-VL). null: the checkpoint processor's / ms-swift's own limits (a tiny twin's).
-    max_pixels: int | None = None
-    min_pixels: int | None = None
+    max_pixels: int | None = None  # upper bound: an image above it is scaled down (real VL presets: 1024 tokens)
+    min_pixels: int | None = None  # lower bound: a smaller image is scaled up (real VL presets: 4 tokens)
 
 
 @dataclass
