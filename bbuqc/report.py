@@ -1,8 +1,9 @@
 """`python -m bbuqc.report <sweep folder>`: compare the jobs of a sweep (see bbuqc/sweep/report.py).
 
 Writes report.md, report.csv and PNG plots into the folder. Offline; no W&B server needed.
-Exit status 2, with one `error:` line and nothing written, when the folder is missing or
-holds no Hydra job folders.
+Ranks the jobs by a held-out metric (`--metric`, default the jobs' `train.select_by`) at their
+best checkpoints. Exit status 2, with one `error:` line and nothing written, when the folder is
+missing, holds no Hydra job folders or no finished job, or `--metric` names a metric no job logged.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ def main(argv: list[str] | None = None) -> int:
         description="Compare the jobs of a Hydra sweep: report.md, report.csv and PNG plots in the folder.",
     )
     parser.add_argument("folder", type=Path, help="a sweep folder, e.g. multirun/2026-01-31/12-00-00")
+    parser.add_argument("--metric", default=None,
+                        help="the held-out metric to rank by, at each job's best checkpoint (e.g. val/false_pass_rate); "
+                             "default: the sweep's objective, train.select_by of the jobs")
     args = parser.parse_args(argv)
 
     from bbuqc.sweep.report import ReportError, write_report
 
     try:
-        written = write_report(args.folder)
+        written = write_report(args.folder, args.metric)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

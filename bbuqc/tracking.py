@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def run_identity(cfg: DictConfig, job_type: str) -> dict[str, Any]:
-    """name / group / job_type / tags of this Hydra job, from its own overrides."""
+    """name / group / job_type of this Hydra job, from its own overrides, and its tags."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -26,7 +26,18 @@ def run_identity(cfg: DictConfig, job_type: str) -> dict[str, Any]:
             # every job of one sweep shares a group: multirun/<date>/<time> -> sweep-<date>_<time>
             sweep_dir = Path(hc.sweep.dir)
             group = f"sweep-{sweep_dir.parent.name}_{sweep_dir.name}"
-    return {"name": name or "defaults", "group": group, "job_type": job_type}
+    return {"name": name or "defaults", "group": group, "job_type": job_type, "tags": run_tags(cfg)}
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """`task:<name>`, `mission:<id>`, `model:<family>` (ms-swift model_type): filters on a dashboard.
+    A node the command does not use (Stage-A has no task) gives no tag."""
+    tags = []
+    for tag, key in (("task", "task.name"), ("mission", "mission.id"), ("model", "model.model_type")):
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is not None and not OmegaConf.is_missing(cfg, key):
+            tags.append(f"{tag}:{value}")
+    return tags
 
 
 @contextlib.contextmanager

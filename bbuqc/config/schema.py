@@ -114,6 +114,9 @@ class TrainConfig:
     early_stop_patience: int | None = None
     val_batch_size: int = 8  # prompts per generate() call during validation
     val_max_new_tokens: int | None = None  # null: max_completion_length
+    # what the job returns to a sweeper: these val/ metrics at the best checkpoint, as a tuple (one per
+    # hydra.sweeper.direction); empty: the select_by value alone (bbuqc/sweep/objective.py)
+    objectives: list[str] = field(default_factory=list)
     # GRPO algorithm settings, under ms-swift's own names and defaults (README "GRPO settings")
     loss_type: str = "grpo"  # grpo | bnpo | dr_grpo | dapo | cispo | sapo | real | fipo
     epsilon: float = 0.2  # PPO clip range (lower side)

@@ -163,6 +163,10 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
             len(groups), len(files), len(groups) - len(pending), predictions, len(pending),
         )
         wb = stack.enter_context(wandb_run(cfg, out_dir, job_type="evaluate"))
+        if wb is not None and cfg.model.adapter:
+            from bbuqc.sweep.lineage import use_adapter_artifact
+
+            use_adapter_artifact(wb, cfg.model.adapter)  # links this evaluation to the training run in W&B
         if pending and use_ray:
             answer_on_ray(cfg, pending, file, total=len(groups), model_factory=model_factory)
         elif pending:

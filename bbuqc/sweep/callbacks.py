@@ -1,10 +1,14 @@
 """Failure isolation records for sweeps (and single runs), as a Hydra callback.
 
-Registered in conf/config.yaml under `hydra.callbacks.sweep_records`.
+Registered in conf/common.yaml under `hydra.callbacks.sweep_records`.
 
 - `on_job_end` (runs where the job ran: in-process for the basic launcher, on the Ray worker,
   inside the SLURM job): `<job dir>/job_status.json` always ({status, num, overrides, return,
   error}); `<job dir>/error.txt` when the job raised (type, message, traceback).
+- `on_run_start` / `on_multirun_start` (bbuqc-train): `train.objectives` must name validation
+  metrics, and a search sweeper (anything but the grid; e.g. hydra/sweeper=optuna) needs jobs that
+  validate and produce the objective (bbuqc/sweep/objective.py); else `error:` lines, exit 2,
+  before the first trial.
 - `on_multirun_end` (the process that started the sweep): `<sweep dir>/sweep_summary.json`,
   one entry per job folder found (dir, overrides, status, error).
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -139,6 +144,19 @@ def write_sweep_summary(sweep_dir: Path) -> Path:
     return path
 
 
+def _command(config: DictConfig) -> str | None:
+    """Which bbuqc command composed this config (each primary config names it for its validation)."""
+    return OmegaConf.select(config, "hydra.callbacks.validate.command", default=None)
+
+
+def _refuse(problems: list[str]) -> None:
+    """Config problems as `error:` lines and exit 2, as bbuqc.config.callback does for single runs."""
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepRecords(Callback):
     """See the module docstring. Stateless apart from the sweep folder, so it pickles to Ray."""
 
@@ -147,7 +165,19 @@ class SweepRecords(Callback):
         self._summary_written = False
 
     # -- the driver ------------------------------------------------------------------------
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _command(config) == "train":
+            from bbuqc.sweep.objective import objective_problems
+
+            _refuse(objective_problems(config))
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _command(config) == "train":
+            # a search (Optuna, ...) needs every trial to return a held-out objective: refuse before the
+            # first trial, and before any sweep folder or summary exists
+            from bbuqc.sweep.objective import is_search, objective_problems, search_problems
+
+            _refuse(search_problems(config) if is_search(config) else objective_problems(config))
         self._sweep_dir = str(Path(str(config.hydra.sweep.dir)).resolve())
         self._summary_written = False
         atexit.register(self._summary_at_exit)

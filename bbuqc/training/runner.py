@@ -18,22 +18,30 @@ from bbuqc.offline import use_offline_defaults
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> dict | None:
+def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
+    """Train; returns the held-out objective at the best checkpoint (what a sweeper optimises,
+    bbuqc/sweep/objective.py), None without validation."""
     use_offline_defaults()
     from hydra.core.hydra_config import HydraConfig
 
+    from bbuqc.sweep.objective import job_objective
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.compute.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-        return _launch_distributed(cfg, run_dir)
+        _launch_distributed(cfg, run_dir)
+        return job_objective(cfg, run_dir)
     # Bad data fails here, before a W&B run or a checkpoint exists.
     inputs = prepare(cfg, run_dir)
+    from bbuqc.sweep.lineage import log_checkpoints
     from bbuqc.tracking import wandb_run
     from bbuqc.training.checkpoints import resume_in_place, wandb_run_id
 
     resume_in_place(cfg, run_dir)  # train.resume_from=auto -> a checkpoint or none; logs cut to its step
     # one W&B run per run folder: a resumed (or requeued) job continues the same run
     with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}", run_id=wandb_run_id(run_dir)) as wb:
-        return train(cfg, inputs, wandb=wb)
+        train(cfg, inputs, wandb=wb)
+        log_checkpoints(wb, cfg, run_dir)  # the best (and last) checkpoint as W&B artifacts, by reference
+    return job_objective(cfg, run_dir)
 
 
 def prepare(cfg: DictConfig, run_dir: Path):

@@ -1,0 +1,140 @@
+"""What a training job returns to a sweeper: its held-out objective at its best checkpoint.
+
+`bbuqc-train` returns the value of `train.select_by` (the metric that picks the best checkpoint) at
+that checkpoint, read back from the run folder (`best_checkpoint.json`, `validation.jsonl`): a
+held-out figure, comparable across jobs whatever their reward weights, so any Hydra sweeper
+(Optuna, Ax, Nevergrad) can optimise it. With `train.objectives` (two or more names) it returns
+the tuple of those metrics at the same best step, for multi-objective sweepers. Without
+validation it returns None; a search refuses to start in that case (:func:`search_problems`,
+run by the sweep callback before the first trial).
+
+Pure Python: nothing here imports torch, so the check runs on the config path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+BEST_JSON = "best_checkpoint.json"  # the names bbuqc.training.validation writes (it imports torch)
+HISTORY = "validation.jsonl"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def objective_names(cfg: DictConfig) -> list[str]:
+    """The metrics the job returns: `train.objectives`, else `[select_metric]`."""
+    from bbuqc.training.selection import select_metric
+
+    names = list(OmegaConf.select(cfg, "train.objectives", default=None) or [])
+    return names or [select_metric(cfg.task.name, cfg.train.select_by)]
+
+
+def read_validations(run_dir: Path) -> list[dict[str, Any]]:
+    """Every validation line of a run (`{"step": N, "val/...": x}`); a line cut by a kill is skipped."""
+    path = Path(run_dir) / HISTORY
+    out = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                out.append(row)
+    return out
+
+
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / BEST_JSON
+    try:
+        best = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return best if isinstance(best, dict) and isinstance(best.get("step"), int) else None
+
+
+def best_figures(run_dir: Path) -> tuple[int | None, dict[str, float]]:
+    """The best step and every held-out figure logged at it (the last line for that step wins)."""
+    best = read_best(run_dir)
+    if best is None:
+        return None, {}
+    figures: dict[str, float] = {}
+    for row in read_validations(run_dir):
+        if row["step"] == best["step"]:
+            figures = {k: v for k, v in row.items() if k != "step"}
+    if best.get("metric") and best.get("value") is not None:
+        figures.setdefault(best["metric"], best["value"])
+    return best["step"], figures
+
+
+def job_objective(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...] | None:
+    """The job's return value: see the module docstring. None when the run never validated, or a
+    named metric is missing at the best step (a sweeper then records the trial as failed)."""
+    names = objective_names(cfg)
+    _, figures = best_figures(run_dir)
+    values = [figures.get(name) for name in names]
+    if not figures or any(v is None for v in values):
+        return None
+    values = [float(v) for v in values]
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+# ----------------------------------------------------------------------------------------
+# bad input, before anything runs
+# ----------------------------------------------------------------------------------------
+def is_search(cfg: DictConfig) -> bool:
+    """A sweeper that consumes the jobs' return values (anything but Hydra's grid, BasicSweeper)."""
+    target = OmegaConf.select(cfg, "hydra.sweeper._target_", default=None)
+    return target is not None and target != BASIC_SWEEPER
+
+
+def _directions(cfg: DictConfig) -> list[str] | None:
+    direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    if direction is None:
+        return None
+    if isinstance(direction, str) or not OmegaConf.is_list(direction):
+        return [str(direction)]
+    return [str(d) for d in direction]
+
+
+def objective_problems(cfg: DictConfig) -> list[str]:
+    """`train.objectives` entries that validation of this task does not produce."""
+    from bbuqc.training.selection import validation_metric_names
+
+    names = validation_metric_names(cfg.task.name)
+    out = []
+    for name in OmegaConf.select(cfg, "train.objectives", default=None) or []:
+        if name not in names:
+            out.append(f"train.objectives: {name}: validation of task={cfg.task.name} does not produce it; "
+                       f"expected names from {', '.join(names)}")
+    return out
+
+
+def search_problems(cfg: DictConfig) -> list[str]:
+    """Why a search (Optuna, ...) over this config would have nothing to optimise; [] when it can run."""
+    from bbuqc.training.selection import validation_metric_names
+
+    out = objective_problems(cfg)
+    t, d, task = cfg.train, cfg.data, cfg.task.name
+    sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_", default="?")
+    has_set = d.val_fraction > 0 or bool(d.val_stage_a_jsonl if task == "verdict" else d.val_summary_jsonl)
+    if t.eval_steps is None or not has_set:
+        missing = [] if has_set else ["a validation set (data.val_fraction or "
+                                      + ("data.val_stage_a_jsonl" if task == "verdict" else "data.val_summary_jsonl") + ")"]
+        if t.eval_steps is None:
+            missing.append("train.eval_steps")
+        out.append(f"hydra.sweeper={sweeper}: a search optimises the jobs' held-out objective, and these jobs "
+                   f"do not validate: set {' and '.join(missing)}")
+    names = validation_metric_names(task)
+    if t.select_by is not None and t.select_by not in names:
+        out.append(f"train.select_by={t.select_by}: validation of task={task} does not produce it; "
+                   f"expected one of {', '.join(names)}")
+    directions = _directions(cfg)
+    wanted = len(objective_names(cfg))
+    if directions is not None and len(directions) != wanted:
+        out.append(f"hydra.sweeper.direction={directions}: {len(directions)} direction(s) for {wanted} objective(s) "
+                   f"({', '.join(objective_names(cfg))}); train.objectives lists one name per direction")
+    return out
