@@ -4,6 +4,7 @@
   the trainer's own metric buffer, so it lands in logging.jsonl and W&B like any metric.
 - CHORD's SFT batches resume where they stopped (ChordSftOrderCallback).
 - The trainable parameters are counted and listed once, so a run proves what LoRA touched.
+- Reward scorer errors are counted per reward id every step (`rewards/<id>/errors`).
 - Sampled completions every train.log_completions_steps steps (ms-swift's own table, switched per step).
 - Held-out validation and the best checkpoint (bbuqc/training/validation.py) when train.eval_steps is set.
 """
@@ -137,9 +138,26 @@ class CompletionsCallback(TrainerCallback):
             self.trainer.log_completions = False
 
 
+class RewardErrorsCallback(TrainerCallback):
+    """`rewards/<id>/errors` every step: rows whose scorer raised or left its range (scored 0.0, so a
+    scorer bug shows as a count beside `rewards/<id>/mean` instead of a silent zero)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        from bbuqc.rewards.base import pop_error_metrics
+
+        # the step's rewards were computed during it; ms-swift flushes this buffer into the step's log line
+        for key, value in pop_error_metrics().items():
+            self.trainer._metrics["train"][key].append(value)
+
+
 def bbuqc_callbacks(cfg: DictConfig, trainer, inputs, wandb_run=None) -> list[TrainerCallback]:
     run_dir = Path(trainer.args.output_dir)
     callbacks: list[TrainerCallback] = [TrainableParamsCallback(trainer, run_dir, wandb_run)]
+    if cfg.algo.name == "grpo":
+        callbacks.append(RewardErrorsCallback(trainer))
     if cfg.chord.enabled and cfg.algo.name == "grpo":
         callbacks.append(ChordMuCallback(trainer, cfg.chord))
         callbacks.append(ChordSftOrderCallback(trainer, cfg.train.seed))

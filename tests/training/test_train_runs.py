@@ -147,3 +147,10 @@ def test_wandb_run_is_finished_when_training_fails(session_cache, tmp_path):
     assert proc.returncode != 0
     (wandb_file,) = find_run_files(run_dir)
     assert read_run(wandb_file).exit_code == 1
+
+
+def test_reward_errors_are_counted_per_reward_every_step(summary_run):
+    for record in step_logs(summary_run):
+        assert {f"rewards/{rid}/errors" for rid in SUMMARY_FULL} <= set(record)
+        # the tiny model's output is nonsense, but no scorer fails on it
+        assert all(record[f"rewards/{rid}/errors"] == 0 for rid in SUMMARY_FULL)
