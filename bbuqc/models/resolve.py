@@ -23,7 +23,8 @@ class ResolvedModel:
 
 
 def tiny_kind(cfg: DictConfig) -> str | None:
-    """`vl` / `text` for the locally built presets without an explicit path, else None."""
+    """The tiny kind (bbuqc/models/tiny.py `PRESET_KINDS`: `vl`, `text`, the family twins `qwen2_5_vl`,
+    `qwen3_vl`, `qwen2_5_text`, the demo kinds) of a locally built preset without an explicit path, else None."""
     m = cfg.model
     if m.path or not str(m.preset).startswith("tiny"):
         return None
