@@ -245,11 +245,17 @@ def test_optuna_search_of_one_step_trials_is_ranked_by_its_objective(session_cac
         returned[str(status["num"])] = accuracy
         run = read_run(find_run_files(job / "wandb")[0])
         assert run.group == "verdict_search"
+        # the best checkpoint went to W&B as an artifact of this run
+        artifacts = json.loads((job / "wandb_artifacts.json").read_text())
+        assert artifacts["name"] == f"model-{run.run_id}"
+        assert artifacts["checkpoints"]["checkpoint-1"]["aliases"] == ["best", "latest", "step-1"]
     proc = subprocess.run([sys.executable, "-m", "bbuqc.report", str(sweep_dir)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     table = list(csv.DictReader((sweep_dir / REPORT_CSV).open()))
     expected = sorted(returned, key=lambda n: (-returned[n], int(n)))
     assert [r["job"] for r in table] == expected
     assert [float(r["val/accuracy"]) for r in table] == [returned[n] for n in expected]
-    for name in ("optimization_history.png", "validation_curves.png", "accuracy_vs_train.learning_rate.png"):
+    plots = ["optimization_history.png", "validation_curves.png"]
+    plots += ["accuracy_vs_train.learning_rate.png"] if trials > 1 else []  # one trial sweeps nothing
+    for name in plots:
         assert (sweep_dir / name).is_file(), name
