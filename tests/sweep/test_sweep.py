@@ -209,7 +209,7 @@ def test_jobs_tell_ms_swift_to_run_in_process():
 
 def test_slurm_launcher_config():
     slurm = _launcher(["hydra/launcher=slurm"])
-    assert slurm["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert slurm["_target_"] == "bbuqc.training.slurm.ResumingSlurmLauncher"  # submitit's, resuming on requeue
     assert (slurm["gpus_per_node"], slurm["tasks_per_node"], slurm["nodes"]) == (1, 1, 1)
     assert slurm["partition"] is None and slurm["timeout_min"] > 0
 
