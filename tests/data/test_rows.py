@@ -14,7 +14,8 @@ from bbuqc.data.rows import (
     verdict_dataset,
     verdict_row,
 )
-from bbuqc.data.synth import generate, judge_group
+from bbuqc.data.synth import generate
+from bbuqc.missions.rules import judge_group
 from bbuqc.missions import MISSIONS, get_mission
 from bbuqc.prompts import parse_verdict, summary_messages, verdict_messages
 

@@ -26,9 +26,8 @@ decides the label.
 
 from __future__ import annotations
 
-from bbuqc.missions.rules import judge_group  # the label rule the world applies; kept importable from here
 
 from .plan import plan_group, summary_of
 from .world import SynthManifest, ensure_synthetic, generate
 
-__all__ = ["SynthManifest", "ensure_synthetic", "generate", "judge_group", "plan_group", "summary_of"]
+__all__ = ["SynthManifest", "ensure_synthetic", "generate", "plan_group", "summary_of"]
