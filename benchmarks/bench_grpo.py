@@ -10,6 +10,8 @@ min-max of the per-round ratios. Goal: median ratio <= 1.05.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -24,6 +26,11 @@ OVERRIDES = ["task=verdict", "reward=verdict", f"train.max_steps={STEPS}", "trai
 def step_times(run_dir: Path) -> list[float]:
     rows = [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
     return [r["step_time"] for r in rows if "step_time" in r][1:]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bare_swift_config(run_dir: Path, out_dir: Path) -> Path:
@@ -50,8 +57,14 @@ def main(rounds: int = 5) -> None:
     """`rounds` rounds; each runs both, in alternating order (bbuqc first in even rounds, bare first in
     odd ones), so drift in machine load hits both sides alike. The figure is the per-round ratio of the
     median step times: its median and its min-max over the rounds (the spread says how far to trust it)."""
+    from bbuqc.offline import DEFAULTS
+
     swift = str(Path(sys.executable).parent / "swift")
-    ratios, ours_steps, bare_steps, ours_wall, bare_wall = [], [], [], [], []
+    # the environment bbuqc.train gives itself (offline, TOKENIZERS_PARALLELISM=false: on a small machine
+    # the tokenizer's threads alone halve the step rate), so the figure is bbuqc's overhead, not an env's
+    bare_env = {**DEFAULTS, "PYTHONPATH": str(REPO)}
+    ratios, ours_steps, bare_steps, ours_wall, bare_wall, ours_cpu, bare_cpu = [], [], [], [], [], [], []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         # the bare run needs bbuqc's args.json, so one untimed bbuqc run provides the arguments (and warms caches)
         ref_dir = Path(tmp) / "reference"
@@ -63,10 +76,13 @@ def main(rounds: int = 5) -> None:
             ours_cmd = [sys.executable, "-m", "bbuqc.train", *OVERRIDES, f"hydra.run.dir={ours_dir}"]
             bare_cmd = [swift, "rlhf", str(config)]
             for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                before = _children_cpu()
                 if side == 0:
                     ours_wall.append(wall_time(ours_cmd))
+                    ours_cpu.append(_children_cpu() - before)
                 else:
-                    bare_wall.append(wall_time(bare_cmd, env={"PYTHONPATH": str(REPO)}))
+                    bare_wall.append(wall_time(bare_cmd, env=bare_env))
+                    bare_cpu.append(_children_cpu() - before)
             ours, bare = statistics.median(step_times(ours_dir)), statistics.median(step_times(bare_dir / "run"))
             ours_steps.append(ours)
             bare_steps.append(bare)
@@ -78,6 +94,11 @@ def main(rounds: int = 5) -> None:
         "ratio_max": round(max(ratios), 3), "ratios": [round(r, 3) for r in ratios], "goal": 1.05,
         "bbuqc_step_s": [round(x, 4) for x in ours_steps], "bare_swift_step_s": [round(x, 4) for x in bare_steps],
         "steps_per_run": STEPS, "rounds": rounds,
+        # CPU seconds of each whole command (startup and model load included): far less sensitive than
+        # step times to other jobs on a shared machine, whose load average is recorded alongside
+        "cpu_ratio_median": round(statistics.median(o / b for o, b in zip(ours_cpu, bare_cpu)), 3),
+        "bbuqc_cpu_s": [round(c, 1) for c in ours_cpu], "bare_swift_cpu_s": [round(c, 1) for c in bare_cpu],
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
         "bbuqc_wall_s": [round(w, 1) for w in ours_wall], "bare_swift_wall_s": [round(w, 1) for w in bare_wall],
     })
 
