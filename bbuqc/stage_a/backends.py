@@ -192,7 +192,7 @@ _VLLM_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 class VLLMBackend:
-    """vLLM offline inference; one engine per process (one GPU; ``infer.num_gpus`` runs one per GPU)."""
+    """vLLM offline inference; one engine per process (one GPU; ``infer.workers`` runs one actor per GPU)."""
 
     name = "vllm"
 
