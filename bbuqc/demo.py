@@ -103,12 +103,10 @@ class Demo:
 
     @staticmethod
     def env() -> dict[str, str]:
-        env = dict(os.environ)
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        env.setdefault("WANDB_MODE", "offline")
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        env.setdefault("OMP_NUM_THREADS", "1")
-        return env
+        from bbuqc.offline import DEFAULTS
+
+        # offline like every command; one torch thread per stage (fastest on a small shared CPU)
+        return {**DEFAULTS, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", **os.environ}
 
     def world(self, seed: int, groups: int) -> Path:
         """The synthetic world of (seed, size), where the commands themselves would build it."""

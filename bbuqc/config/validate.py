@@ -355,11 +355,12 @@ def _check_compute(cfg: DictConfig) -> list[str]:
     return out
 
 
+def _positive(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
+    return [f"{key}={_get(cfg, key)}: expected an integer >= 1" for key in keys if _get(cfg, key) < 1]
+
+
 def _check_infer(cfg: DictConfig) -> list[str]:
-    out = []
-    for key in ("infer.batch_size", "infer.max_new_tokens", "infer.workers"):
-        if _get(cfg, key) < 1:
-            out.append(f"{key}={_get(cfg, key)}: expected an integer >= 1")
+    out = _positive(cfg, ("infer.batch_size", "infer.max_new_tokens", "infer.workers"))
     if cfg.data.source == "files" and not cfg.data.root:
         out.append("data.root: required by bbuqc-infer with data.source=files (the image tree)")
     if cfg.infer.temperature < 0:
@@ -374,9 +375,8 @@ def _check_evaluate(cfg: DictConfig) -> list[str]:
     out = []
     if cfg.task.name != "verdict":
         out.append(f"task={cfg.task.name}: bbuqc-evaluate judges groups (task=verdict)")
-    for key in ("evaluate.samples_per_group", "evaluate.batch_size", "evaluate.max_new_tokens", "evaluate.workers"):
-        if _get(cfg, key) < 1:
-            out.append(f"{key}={_get(cfg, key)}: expected an integer >= 1")
+    out += _positive(cfg, ("evaluate.samples_per_group", "evaluate.batch_size", "evaluate.max_new_tokens",
+                           "evaluate.workers"))
     if cfg.data.source == "files" and not cfg.data.stage_a_jsonl:
         out.append("data.stage_a_jsonl: required by bbuqc-evaluate with data.source=files")
     if cfg.evaluate.temperature < 0:
