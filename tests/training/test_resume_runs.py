@@ -4,6 +4,7 @@ Real ms-swift GRPO on the tiny text model, offline on CPU."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,22 @@ def wandb_tables(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("wandb/offline-run-*/files/media/table/completions_*.table.json"))
 
 
+def _kill_orphaned_wandb_service(parent: int) -> None:
+    """A SIGKILLed job leaves its W&B service (`wandb-core --pid <job>`, its own session) holding the run
+    id until it notices; on a real requeue that is another machine or a later minute. Here the resume
+    starts at once, so the orphan of that job, and only that one, is ended first."""
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            args = (proc_dir / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"wandb-core") for a in args[:1]) and str(parent).encode() in args:
+            i = args.index(b"--pid") if b"--pid" in args else -1
+            if i >= 0 and args[i + 1] == str(parent).encode():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(proc_dir.name), signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def killed_and_resumed(session_cache, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("resume") / "run"
@@ -50,6 +67,7 @@ def killed_and_resumed(session_cache, tmp_path_factory):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    _kill_orphaned_wandb_service(proc.pid)
     killed_id = (run_dir / "wandb_run_id").read_text().strip()
     # a checkpoint that was being written when the job died: checkpoint-6 with its weights but a torn
     # optimizer.pt and no trainer_state.json yet
