@@ -63,7 +63,7 @@ def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str, run_id: str | None 
         **({"id": run_id, "resume": "allow"} if run_id else {}),
         **ident,
     )
-    run = _init_when_free(wandb, kwargs)
+    run = wandb.init(**kwargs)
     try:
         yield run
     except BaseException:
@@ -71,18 +71,3 @@ def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str, run_id: str | None 
         raise
     run.finish()
 
-
-def _init_when_free(wandb, kwargs: dict, wait_s: float = 60.0):
-    """`wandb.init`, waiting while the run id is still held: a job requeued on the machine it was
-    killed on starts while the killed job's W&B service is still winding down ("run ID ... is in use");
-    it lets go within seconds of noticing its parent is gone."""
-    import time
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return wandb.init(**kwargs)
-        except Exception as exc:  # wandb raises its internal ServerResponseError here
-            if "is in use" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(2.0)

@@ -4,7 +4,6 @@ Real ms-swift GRPO on the tiny text model, offline on CPU."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -27,7 +26,11 @@ def command(run_dir: Path, *overrides: str) -> list[str]:
 
 
 def env() -> dict:
-    return {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    # WANDB_SERVICE: a W&B service this pytest process started for an earlier in-process test would
+    # otherwise serve both jobs, and keep the killed job's run registered ("run ID ... is in use");
+    # each job gets its own service, as a job started by a scheduler does
+    environ = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
 
 
 def logged_steps(run_dir: Path) -> list[int]:
@@ -37,22 +40,6 @@ def logged_steps(run_dir: Path) -> list[int]:
 
 def wandb_tables(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("wandb/offline-run-*/files/media/table/completions_*.table.json"))
-
-
-def _kill_orphaned_wandb_service(parent: int) -> None:
-    """A SIGKILLed job leaves its W&B service (`wandb-core --pid <job>`, its own session) holding the run
-    id until it notices; on a real requeue that is another machine or a later minute. Here the resume
-    starts at once, so the orphan of that job, and only that one, is ended first."""
-    for proc_dir in Path("/proc").iterdir():
-        try:
-            args = (proc_dir / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"wandb-core") for a in args[:1]) and str(parent).encode() in args:
-            i = args.index(b"--pid") if b"--pid" in args else -1
-            if i >= 0 and args[i + 1] == str(parent).encode():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(proc_dir.name), signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +54,6 @@ def killed_and_resumed(session_cache, tmp_path_factory):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    _kill_orphaned_wandb_service(proc.pid)
     killed_id = (run_dir / "wandb_run_id").read_text().strip()
     # a checkpoint that was being written when the job died: checkpoint-6 with its weights but a torn
     # optimizer.pt and no trainer_state.json yet
