@@ -93,10 +93,16 @@ def read_base(path: str | Path) -> BaseInfo | None:
     config_file = Path(path) / "config.json"
     if not config_file.is_file():
         return None
+    from bbuqc.models.loading import num_llm_layers_from_config  # the one LLM-depth reader
+
     config = json.loads(config_file.read_text(encoding="utf-8"))
     text = config.get("text_config") or config
     archs = config.get("architectures") or [None]
-    return BaseInfo(Path(path), archs[0], text.get("hidden_size"), text.get("num_hidden_layers"), text.get("intermediate_size"))
+    try:
+        layers = num_llm_layers_from_config(config, source=str(config_file))
+    except ValueError:
+        layers = None
+    return BaseInfo(Path(path), archs[0], text.get("hidden_size"), layers, text.get("intermediate_size"))
 
 
 def adapter_problem(adapter: AdapterInfo, base: BaseInfo | None, model_type: str | None) -> str | None:
