@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 import bbuqc.config.store  # noqa: F401  (registers the schema and the mission group)
 import bbuqc.sweep  # noqa: F401  (registers the resolvers bbuqc/conf uses)
 from bbuqc.errors import InputError
-from bbuqc.paths import CONF_DIR
+from bbuqc.runtime.paths import CONF_DIR
 
 
 def _error_lines(err: Exception) -> list[str]:
@@ -65,7 +65,7 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
             # a value of the wrong type) with its own message and exit 1 before any job starts; that is
             # an input error like every other, so it exits 2 as they do. Failures inside a job keep theirs.
             if exc.code == 1 and not started:
-                from bbuqc.overrides import override_parse_hint
+                from bbuqc.config.overrides import override_parse_hint
 
                 hint = override_parse_hint(sys.argv[1:])  # Chinese paths must be quoted for Hydra
                 if hint:

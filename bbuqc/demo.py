@@ -103,7 +103,7 @@ class Demo:
 
     @staticmethod
     def env() -> dict[str, str]:
-        from bbuqc.offline import DEFAULTS
+        from bbuqc.runtime.offline import DEFAULTS
 
         # offline like every command; one torch thread per stage (fastest on a small shared CPU)
         return {**DEFAULTS, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", **os.environ}
@@ -171,7 +171,7 @@ class Demo:
             run_dirs=self.run_dirs, timings=self.timings,
             worlds={"train": str(self.world(TRAIN_SEED, self.settings.groups_per_mission)), "test": str(test)},
         )
-        from bbuqc.atomic import write_json_atomic
+        from bbuqc.io.atomic import write_json_atomic
 
         write_json_atomic(self.out / "metrics.json", metrics)
         table = write_summary(self.out, metrics)
@@ -400,7 +400,7 @@ def write_summary(out: Path, metrics: dict) -> str:
         *[f"![{p}]({p})" for p in pngs], "",
         "Run folders: " + ", ".join(f"`{k}`: `{v}`" for k, v in metrics["run_dirs"].items()), "",
     ]
-    from bbuqc.atomic import write_text_atomic
+    from bbuqc.io.atomic import write_text_atomic
 
     write_text_atomic(out / "summary.md", "\n".join(doc))
     return text

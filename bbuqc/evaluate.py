@@ -4,7 +4,7 @@ from bbuqc.cli import entry_point
 
 
 def _runner():
-    from bbuqc.stage_b.evaluate import run
+    from bbuqc.stage_b.runner import run
 
     return run
 

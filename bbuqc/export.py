@@ -1,10 +1,10 @@
-"""`python -m bbuqc.export` / `bbuqc-export`: merge a LoRA checkpoint into a standalone model (see bbuqc/training/export.py)."""
+"""`python -m bbuqc.export` / `bbuqc-export`: merge a LoRA checkpoint into a standalone model (see bbuqc/training/merge_lora.py)."""
 
 from bbuqc.cli import entry_point
 
 
 def _runner():
-    from bbuqc.training.export import run
+    from bbuqc.training.merge_lora import run
 
     return run
 

@@ -1,4 +1,4 @@
-"""`python -m bbuqc.report <sweep folder>`: compare the jobs of a sweep (see bbuqc/sweep/report.py).
+"""`python -m bbuqc.report <sweep folder>`: compare the jobs of a sweep (see bbuqc/sweep/comparison.py).
 
 Writes report.md, report.csv and PNG plots into the folder. Offline; no W&B server needed.
 Ranks the jobs by a held-out metric (`--metric`, default the jobs' `train.select_by`) at their
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                              "default: the sweep's objective, train.select_by of the jobs")
     args = parser.parse_args(argv)
 
-    from bbuqc.sweep.report import ReportError, write_report
+    from bbuqc.sweep.comparison import ReportError, write_report
 
     try:
         written = write_report(args.folder, args.metric)

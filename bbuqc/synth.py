@@ -10,7 +10,7 @@ from pathlib import Path
 
 def _default_out(seed: int, groups: int) -> Path | None:
     try:
-        from bbuqc.paths import cache_dir
+        from bbuqc.runtime.paths import cache_dir
     except ImportError:
         return None
     return Path(cache_dir()) / "synth" / f"seed{seed}-g{groups}"

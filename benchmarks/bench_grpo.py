@@ -57,7 +57,7 @@ def main(rounds: int = 5) -> None:
     """`rounds` rounds; each runs both, in alternating order (bbuqc first in even rounds, bare first in
     odd ones), so drift in machine load hits both sides alike. The figure is the per-round ratio of the
     median step times: its median and its min-max over the rounds (the spread says how far to trust it)."""
-    from bbuqc.offline import DEFAULTS
+    from bbuqc.runtime.offline import DEFAULTS
 
     swift = str(Path(sys.executable).parent / "swift")
     # the environment bbuqc.train gives itself (offline, TOKENIZERS_PARALLELISM=false: on a small machine

@@ -47,7 +47,7 @@ def images_for(n_images: int, seed: int = 0):
     """Whole groups of the synthetic world's mission, ``n_images`` images in all (the last group cut)."""
     from bbuqc.data.discovery import Group, discover_groups
     from bbuqc.data.synth import ensure_synthetic
-    from bbuqc.paths import cache_dir
+    from bbuqc.runtime.paths import cache_dir
 
     per_mission = max(6, n_images)  # groups have 1-4 images: plenty
     world = ensure_synthetic(cache_dir() / "synth" / f"seed{seed}-g{per_mission}", seed=seed,
@@ -95,7 +95,7 @@ def worker_round(tree: Path, out: Path, model: Path, workers: int, batch_size: i
     from hydra import compose, initialize_config_dir
 
     import bbuqc.config.store  # noqa: F401
-    from bbuqc.paths import CONF_DIR
+    from bbuqc.runtime.paths import CONF_DIR
     from bbuqc.stage_a.runner import run_stage_a
 
     out.unlink(missing_ok=True)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "stage_a.json"))
     args = parser.parse_args(argv)
 
-    from bbuqc.offline import use_offline_defaults
+    from bbuqc.runtime.offline import use_offline_defaults
 
     use_offline_defaults()
     if args.threads:

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.config.validate import problems
-from bbuqc.paths import CONF_DIR
+from bbuqc.runtime.paths import CONF_DIR
 from bbuqc.sweep import job_dirname
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bbuqc.config.validate import ConfigError, validate
 
@@ -22,3 +23,13 @@ class ValidateConfig(Callback):
             for line in err.problems:
                 print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
+        run_dir = OmegaConf.select(config, "hydra.run.dir")
+        if run_dir:
+            # Hydra creates it next, and reports a failure with its traceback: make it here, so a run
+            # folder that cannot be written (a file in its place, read-only) is one line naming it
+            try:
+                Path(str(run_dir)).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                print(f"error: hydra.run.dir={run_dir}: cannot create the run folder: "
+                      f"{exc.strerror or exc} ({exc.filename})", file=sys.stderr)
+                sys.exit(2)

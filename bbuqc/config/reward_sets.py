@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from bbuqc.paths import CONF_DIR
+from bbuqc.runtime.paths import CONF_DIR
 
 REWARD_CONF = Path(CONF_DIR) / "reward"
 

@@ -230,22 +230,28 @@ def _check_lora(cfg: DictConfig) -> list[str]:
 
 
 def _adapter_lora_problems(cfg: DictConfig) -> list[str]:
-    """Training from model.adapter continues that LoRA, so lora.last_k / lora.rank must describe it."""
+    """Training from model.adapter continues that LoRA, and train.resume_from restores its checkpoint's
+    LoRA (ms-swift keeps the checkpoint's rank whatever lora.rank says), so lora.last_k / lora.rank must
+    describe it."""
     from bbuqc.models.adapters import read_adapter
 
-    if not cfg.model.adapter or not Path(cfg.model.adapter).is_dir():
-        return []
-    try:
-        adapter = read_adapter(cfg.model.adapter)
-    except ValueError:
-        return []  # _check_model names it
+    resume = cfg.train.get("resume_from")
+    sources = [("model.adapter", cfg.model.adapter, "training continues that LoRA"),
+               ("train.resume_from", None if resume == "auto" else resume, "a resumed run continues that LoRA")]
     out, lora = [], cfg.lora
-    if adapter.blocks and len(adapter.blocks) != lora.last_k:
-        out.append(f"lora.last_k={lora.last_k}: model.adapter={cfg.model.adapter} has LoRA on "
-                   f"{len(adapter.blocks)} blocks; training continues that LoRA, so set lora.last_k={len(adapter.blocks)}")
-    if adapter.rank and adapter.rank != lora.rank:
-        out.append(f"lora.rank={lora.rank}: model.adapter={cfg.model.adapter} has rank {adapter.rank}; "
-                   f"training continues that LoRA, so set lora.rank={adapter.rank}")
+    for field, path, why in sources:
+        if not path or not Path(path).is_dir():
+            continue
+        try:
+            adapter = read_adapter(path)
+        except ValueError:
+            continue  # _check_model / _check_train name it
+        if adapter.blocks and len(adapter.blocks) != lora.last_k:
+            out.append(f"lora.last_k={lora.last_k}: {field}={path} has LoRA on "
+                       f"{len(adapter.blocks)} blocks; {why}, so set lora.last_k={len(adapter.blocks)}")
+        if adapter.rank and adapter.rank != lora.rank:
+            out.append(f"lora.rank={lora.rank}: {field}={path} has rank {adapter.rank}; "
+                       f"{why}, so set lora.rank={adapter.rank}")
     return out
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bbuqc.errors import InputError
-from bbuqc.images import image_problem
+from bbuqc.io.images import image_problem
 from bbuqc.missions import MISSIONS_BY_NAME, Mission
 from bbuqc.prompts.summary import IRRELEVANT, reference_output, resolve_mission, summary_messages
 from bbuqc.prompts.verdict import verdict_messages, verdict_solution

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bbuqc.paths import cache_dir
+from bbuqc.runtime.paths import cache_dir
 
 
 def synthetic_root(cfg: DictConfig) -> Path:

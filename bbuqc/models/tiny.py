@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bbuqc.paths import cache_dir
+from bbuqc.runtime.paths import cache_dir
 
 KINDS = ("vl", "text", "vl_demo", "text_demo")
 #: Folder names; bump the version suffix whenever the architecture / tokenizer / seed changes,
@@ -199,7 +199,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 def ensure_tiny_model(kind: str, cache: Path | str | None = None) -> Path:
     """Return the folder of the tiny model ``kind`` (``"vl"`` or ``"text"``), building it once.
 
-    ``cache`` defaults to :func:`bbuqc.paths.cache_dir` (``$BBUQC_CACHE`` or ``~/.cache/bbuqc``).
+    ``cache`` defaults to :func:`bbuqc.runtime.paths.cache_dir` (``$BBUQC_CACHE`` or ``~/.cache/bbuqc``).
     Fast path (folder complete): no torch / transformers import.
     """
     target = tiny_model_dir(kind, cache)

@@ -15,7 +15,7 @@ from .base import REGISTRY, RewardFunction, RewardSpec
 
 # Importing a scorer module registers its rewards: summary.* first, then verdict.*.
 # isort: off
-from .summary import rewards as _summary_rewards  # noqa: F401
+from .summary import scorers as _summary_scorers  # noqa: F401
 from . import verdict as _verdict_rewards
 
 # isort: on

@@ -87,11 +87,11 @@ def render_prompt(processor: Any, mission: Mission) -> str:
 
 
 def load_image(path: Path | str, max_pixels: int | None = None):
-    """An RGB PIL image by the one loader training uses (bbuqc.images: every mode, EXIF orientation,
+    """An RGB PIL image by the one loader training uses (bbuqc.io.images: every mode, EXIF orientation,
     downscaled to ``max_pixels`` while decoding; default: ``MAX_PIXELS`` from the environment, else
     the processor's own limit), fully decoded (so a truncated file raises here, not later)."""
-    from bbuqc.images import DEFAULT_MAX_PIXELS
-    from bbuqc.images import load_image as load
+    from bbuqc.io.images import DEFAULT_MAX_PIXELS
+    from bbuqc.io.images import load_image as load
 
     if max_pixels is None:
         max_pixels = pixel_bounds().get("max_pixels", DEFAULT_MAX_PIXELS)

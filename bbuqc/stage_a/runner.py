@@ -7,7 +7,7 @@ Flow of :func:`run_stage_a` (docs/stage_a.md):
    the output file exists;
 2. discover the mission's groups (warnings for anything unexpected go to the run summary);
 3. open the output (locked; its settings checked against ``<output>.meta.json``; an interrupted
-   last line repaired: bbuqc/jsonl.py) and skip every group already in it;
+   last line repaired: bbuqc/io/jsonl.py) and skip every group already in it;
 4. generate: the images of consecutive groups are flattened into batches of
    ``infer.batch_size`` so batches stay full; a batch that raises is retried image by image,
    and an image that still fails fails only its group;
@@ -20,7 +20,7 @@ Flow of :func:`run_stage_a` (docs/stage_a.md):
 least ``infer.batch_size`` images each) to ``infer.workers`` actors that each hold one model
 (:class:`StageAWorker`, one GPU each with ``compute.device=cuda``), and step 5 stays here: the
 results come back in any order and are written in discovery order as soon as the next group
-in order is back (bbuqc/distributed.py).
+in order is back (bbuqc/models/ray_data.py).
 
 Every error is a :class:`StageAError` (an ``InputError``): the entry point prints one
 ``error:`` line and exits 2; inside a sweep the job fails alone and is recorded.
@@ -38,14 +38,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from bbuqc.atomic import write_json_atomic
 from bbuqc.data.discovery import Group, discover_groups
 from bbuqc.data.records import StageAFormatError, StageARecord, align_summaries, postprocess_summary, record_to_line
 from bbuqc.errors import InputError
-from bbuqc.jsonl import Settings
+from bbuqc.io.atomic import write_json_atomic
+from bbuqc.io.jsonl import Settings
 from bbuqc.missions import Mission
-from bbuqc.offline import use_offline_defaults
 from bbuqc.prompts.summary import resolve_mission
+from bbuqc.runtime.offline import use_offline_defaults
 
 from .backends import Backend, BackendError, GenerationSettings, check_backend
 from .writer import StageAWriter
@@ -372,7 +372,7 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
     use_ray = workers > 1 and backend is None and any((g.label, g.group_id) not in done_keys(out) for g in groups)
     cluster = nullcontext()
     if use_ray:
-        from bbuqc.distributed import ray_cluster
+        from bbuqc.models.ray_data import ray_cluster
 
         cluster = ray_cluster(cfg.infer.get("ray_address"), field="infer.ray_address", workers=workers,
                               workers_field="infer.workers", gpus=cfg.compute.device == "cuda")
@@ -494,7 +494,7 @@ def generate_on_ray(cfg: DictConfig, pending: list[Group], writer: StageAWriter,
     """Generate ``pending`` on ``infer.workers`` Ray actors; write each record in discovery order."""
     import ray.exceptions
 
-    from bbuqc.distributed import ordered_map, worker_config
+    from bbuqc.models.ray_data import ordered_map, worker_config
 
     workers = int(cfg.infer.workers)
     gpus = cfg.compute.device == "cuda"

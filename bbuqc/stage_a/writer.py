@@ -1,8 +1,8 @@
-"""The Stage-A output: :class:`bbuqc.jsonl.ResumableJsonl` with Stage-A records, keyed by (label, group_id).
+"""The Stage-A output: :class:`bbuqc.io.jsonl.ResumableJsonl` with Stage-A records, keyed by (label, group_id).
 
 Everything about durability (append + fsync, the lock, the repair of an interrupted last
 line, refusing repeated groups, the settings sidecar ``<output>.meta.json``) lives in
-bbuqc/jsonl.py, shared with evaluation's ``predictions.jsonl``. This module only says what
+bbuqc/io/jsonl.py, shared with evaluation's ``predictions.jsonl``. This module only says what
 a record is, and restores discovery order (:meth:`StageAWriter.sort`) when a resumed run
 completed a group an earlier run had failed (it is appended after the rest).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bbuqc.data.records import StageAFormatError, StageARecord, record_from_dict, record_to_line
-from bbuqc.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, complete_length, parse_lines
+from bbuqc.io.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, complete_length, parse_lines
 
 __all__ = ["Key", "OutputError", "StageAWriter", "complete_length", "read_output", "record_key"]
 

@@ -1,8 +1,8 @@
 """Sweeps: the pieces around Hydra's `-m` that bbuqc adds.
 
-- `bbuqc.sweep.callbacks.SweepRecords` (a Hydra callback, registered in conf/config.yaml):
+- `bbuqc.sweep.records.SweepRecords` (a Hydra callback, registered in conf/config.yaml):
   every job's status and error in its folder, a summary of the sweep in the sweep folder.
-- `bbuqc.sweep.report`: the comparison report (`python -m bbuqc.report <sweep folder>`).
+- `bbuqc.sweep.comparison`: the comparison report (`python -m bbuqc.report <sweep folder>`).
 - The `bbuqc_gpus_per_job` resolver used by conf/hydra/launcher/ray.yaml, registered when this
   package is imported (Hydra imports it with the callback, before it builds the launcher).
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from bbuqc.atomic import write_json_atomic
+from bbuqc.io.atomic import write_json_atomic
 from bbuqc.sweep.objective import read_best
 
 log = logging.getLogger(__name__)

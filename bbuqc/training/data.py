@@ -101,8 +101,7 @@ def check_references(ds, cfg: DictConfig) -> None:
 
 def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
     from bbuqc.data.rows import sft_messages
-
-    from bbuqc.images import DEFAULT_MAX_PIXELS, rows_with_training_images
+    from bbuqc.io.images import DEFAULT_MAX_PIXELS, rows_with_training_images
     from bbuqc.stage_a.backends import pixel_bounds
 
     train, val = source_datasets(cfg)  # reads and checks every input before anything is written

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bbuqc.offline import use_offline_defaults
+from bbuqc.runtime.offline import use_offline_defaults
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     # Bad data fails here, before a W&B run or a checkpoint exists.
     inputs = prepare(cfg, run_dir)
     from bbuqc.sweep.lineage import log_checkpoints
-    from bbuqc.tracking import wandb_run
+    from bbuqc.tracking.runs import wandb_run
     from bbuqc.training.checkpoints import resume_in_place, wandb_run_id
 
     resume_in_place(cfg, run_dir)  # train.resume_from=auto -> a checkpoint or none; logs cut to its step

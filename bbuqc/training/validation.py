@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from bbuqc.atomic import write_json_atomic
+from bbuqc.io.atomic import write_json_atomic
 from bbuqc.training.selection import VAL, BestTracker, greater_is_better, select_metric
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The one image loader (bbuqc/images.py): every mode, EXIF orientation, the pixel budget,
+"""The one image loader (bbuqc/io/images.py): every mode, EXIF orientation, the pixel budget,
 the cheap readability check, and the copies ms-swift is given for training."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from bbuqc.images import (
+from bbuqc.io.images import (
     ImageReadError,
     conversion_reason,
     image_problem,

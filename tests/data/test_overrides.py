@@ -8,7 +8,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from bbuqc.overrides import override_parse_hint, quoted_override
+from bbuqc.config.overrides import override_parse_hint, quoted_override
 
 PARSER = OverridesParser.create()
 

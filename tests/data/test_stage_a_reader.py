@@ -1,5 +1,5 @@
 """One Stage-A reader, one set of messages: verdict training (rows.load_verdict_rows) and
-evaluation (stage_b.evaluate.load_groups) refuse the same bad files with the same line."""
+evaluation (stage_b.runner.load_groups) refuse the same bad files with the same line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from bbuqc.data.records import StageAFormatError, iter_stage_a_jsonl, record_from_dict, record_to_line
 from bbuqc.data.rows import load_verdict_rows
 from bbuqc.errors import InputError
-from bbuqc.stage_b.evaluate import load_groups
+from bbuqc.stage_b.runner import load_groups
 
 
 def line(group_id="QC-TEMP-20241206-0015502", label="fail") -> str:

@@ -175,7 +175,7 @@ def test_training_and_stage_a_give_an_image_the_same_number_of_tokens(
     from swift.model import get_processor
     from swift.template import get_template
 
-    from bbuqc.images import rows_with_training_images
+    from bbuqc.io.images import rows_with_training_images
     from bbuqc.missions import MISSIONS
     from bbuqc.models.resolve import resolve_model
     from bbuqc.stage_a.backends import HFBackend, pixel_bounds

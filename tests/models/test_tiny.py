@@ -108,7 +108,7 @@ def test_cached_call_does_not_import_torch(vl_dir, text_dir, cache):
 
 
 def test_cache_env_var(monkeypatch, tmp_path, vl_dir):
-    from bbuqc.paths import cache_dir
+    from bbuqc.runtime.paths import cache_dir
 
     monkeypatch.setenv("BBUQC_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()

@@ -215,9 +215,9 @@ def test_strict_mode_raises_and_ends(fresh_errors):
 
 def test_registry_reads_as_decorated_scorers():
     from bbuqc.rewards import verdict
-    from bbuqc.rewards.summary import rewards as summary_rewards
+    from bbuqc.rewards.summary import scorers as summary_scorers
 
     # The decorator registers and returns the scorer itself: callable directly.
-    assert REGISTRY["summary.format"]._score is summary_rewards.format_
+    assert REGISTRY["summary.format"]._score is summary_scorers.format_
     assert REGISTRY["verdict.label"]._score is verdict.label_score
-    assert reward_spec("summary.format").doc == summary_rewards.format_.__doc__
+    assert reward_spec("summary.format").doc == summary_scorers.format_.__doc__

@@ -66,7 +66,7 @@ class ExplodingBackend:
 
 
 def write_settings_of_a_run(cfg, out: Path) -> None:
-    from bbuqc.atomic import write_json_atomic
+    from bbuqc.io.atomic import write_json_atomic
 
     identity = runner_mod.run_identity(cfg, MISSION, runner_mod.input_root(cfg))
     write_json_atomic(runner_mod.sidecar(out, runner_mod.META_SUFFIX), identity)

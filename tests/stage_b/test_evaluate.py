@@ -16,9 +16,9 @@ from test_metrics import TABLE, TableModel, compose_cfg, make_inputs
 
 from bbuqc.data.records import read_stage_a_jsonl
 from bbuqc.data.rows import verdict_row
-from bbuqc.stage_b.evaluate import EvaluationInputError, evaluate, flat_metrics, load_groups, log_to_wandb
 from bbuqc.stage_b.metrics import compute_metrics, score_answers, vote
-from bbuqc.stage_b.report import read_predictions
+from bbuqc.stage_b.outputs import read_predictions
+from bbuqc.stage_b.runner import EvaluationInputError, evaluate, flat_metrics, load_groups, log_to_wandb
 
 REPO = Path(__file__).resolve().parents[2]
 

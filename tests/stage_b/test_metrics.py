@@ -18,7 +18,6 @@ from bbuqc.config.validate import problems
 from bbuqc.data.records import StageARecord, write_stage_a_jsonl
 from bbuqc.data.rows import verdict_row
 from bbuqc.rewards import get_reward
-from bbuqc.stage_b.evaluate import evaluate
 from bbuqc.stage_b.metrics import (
     FALSE_PASS,
     compute_metrics,
@@ -27,7 +26,8 @@ from bbuqc.stage_b.metrics import (
     vote,
     worst_examples,
 )
-from bbuqc.stage_b.report import read_predictions
+from bbuqc.stage_b.outputs import read_predictions
+from bbuqc.stage_b.runner import evaluate
 
 P = "通过\n理由: 图片_1中挡风板安装符合要求"  # a valid 通过
 F = "不通过\n理由: 图片_1缺少挡风板"  # a valid 不通过

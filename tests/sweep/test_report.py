@@ -14,8 +14,8 @@ import yaml
 from PIL import Image
 
 from bbuqc.report import main as report_main
-from bbuqc.sweep.report import REPORT_CSV, REPORT_MD, collect_jobs
-from bbuqc.wandb_records import read_run
+from bbuqc.sweep.comparison import REPORT_CSV, REPORT_MD, collect_jobs
+from bbuqc.tracking.wandb_records import read_run
 
 IDS = ["summary.format", "summary.header"]
 

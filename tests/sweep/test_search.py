@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 
 from bbuqc.cli import CONF_DIR
 from bbuqc.report import main as report_main
+from bbuqc.sweep.comparison import REPORT_CSV, REPORT_MD, pareto_front
 from bbuqc.sweep.objective import job_objective, search_problems
-from bbuqc.sweep.report import REPORT_CSV, REPORT_MD, pareto_front
-from bbuqc.wandb_records import find_run_files, read_run, records
+from bbuqc.tracking.wandb_records import find_run_files, read_run, records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -212,7 +212,7 @@ def test_the_evaluation_uses_the_artifact_the_training_logged(tmp_path, monkeypa
 
 
 def test_runs_are_tagged_with_task_mission_and_model_family():
-    from bbuqc.tracking import run_tags
+    from bbuqc.tracking.runs import run_tags
 
     assert run_tags(_cfg("task=verdict", "mission=rru_cable")) == ["task:verdict", "mission:rru_cable", "model:qwen2"]
 

@@ -23,8 +23,8 @@ from omegaconf import OmegaConf
 
 from bbuqc.cli import CONF_DIR
 from bbuqc.sweep import gpus_per_job
-from bbuqc.sweep.callbacks import SweepRecords, write_sweep_summary
-from bbuqc.wandb_records import find_run_files, read_run
+from bbuqc.sweep.records import SweepRecords, write_sweep_summary
+from bbuqc.tracking.wandb_records import find_run_files, read_run
 
 REPO = Path(__file__).resolve().parents[2]
 # one short GRPO step on the tiny model: the cheapest real job

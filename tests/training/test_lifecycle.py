@@ -118,7 +118,7 @@ def test_continuing_an_adapter_needs_its_lora_shape(sft_verdict):
 
 def test_sft_refuses_rows_without_a_reference_output(tmp_path, session_cache):
     from bbuqc.data.synth import ensure_synthetic
-    from bbuqc.paths import cache_dir
+    from bbuqc.runtime.paths import cache_dir
 
     world = ensure_synthetic(cache_dir() / "synth" / "seed0-g6", seed=0, groups_per_mission=6)
     rows = [json.loads(line) for line in (world / "summary_rows.jsonl").read_text(encoding="utf-8").splitlines()]

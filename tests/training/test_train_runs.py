@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from bbuqc.wandb_records import find_run_files, read_run
+from bbuqc.tracking.wandb_records import find_run_files, read_run
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY_FULL = [

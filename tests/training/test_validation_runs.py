@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bbuqc.tracking.wandb_records import find_run_files, read_run
 from bbuqc.training.data import group_of, split_by_group
 from bbuqc.training.selection import BestTracker, greater_is_better, validation_metric_names
-from bbuqc.wandb_records import find_run_files, read_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,11 +69,11 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     from hydra import compose, initialize_config_dir
     import bbuqc.config.store
-    from bbuqc.paths import CONF_DIR
+    from bbuqc.runtime.paths import CONF_DIR
     from bbuqc.config.validate import validate
     from bbuqc.training import runner
     from bbuqc.training.validation import ValidationCallback
-    from bbuqc.tracking import wandb_run
+    from bbuqc.tracking.runs import wandb_run
 
     run_dir = Path(sys.argv[1])
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -150,7 +150,7 @@ def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 def test_explicit_validation_files_must_be_held_out(session_cache, tmp_path):
     from bbuqc.data.synth import ensure_synthetic
-    from bbuqc.paths import cache_dir
+    from bbuqc.runtime.paths import cache_dir
 
     world = ensure_synthetic(cache_dir() / "synth" / "seed0-g6", seed=0, groups_per_mission=6)
     shared = world / "stage_a" / "bbu_wind.jsonl"

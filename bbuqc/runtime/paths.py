@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 #: The Hydra config tree, shipped inside the package so an installed bbuqc finds it from any folder.
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 #: Environment variable that overrides the cache root (tests point it at a tmp dir).
 CACHE_ENV = "BBUQC_CACHE"

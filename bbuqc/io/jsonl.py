@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from bbuqc.atomic import write_json_atomic
 from bbuqc.errors import InputError
+from bbuqc.io.atomic import write_json_atomic
 
 T = TypeVar("T")
 

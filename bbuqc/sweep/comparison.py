@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bbuqc.sweep.callbacks import ERROR_TXT, JOB_STATUS, job_dirs
 from bbuqc.sweep.objective import read_best, read_validations
+from bbuqc.sweep.records import ERROR_TXT, JOB_STATUS, job_dirs
+from bbuqc.tracking.wandb_records import WandbRun, find_run_files, read_run
 from bbuqc.training.selection import DEFAULT_SELECT_BY, VAL, greater_is_better, select_metric
-from bbuqc.wandb_records import WandbRun, find_run_files, read_run
 
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"

@@ -14,7 +14,7 @@ repeated key is refused (two evaluations cannot both write into one folder: the 
 locked while a run writes it). ``predictions.settings.json`` records what produced the
 answers, so a re-run with a different model, adapter or sampling setting does not mix into
 the same file; predictions whose settings file is missing are not resumed unless
-``evaluate.force_resume=true``. The writer is bbuqc/jsonl.py, shared with Stage-A.
+``evaluate.force_resume=true``. The writer is bbuqc/io/jsonl.py, shared with Stage-A.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from bbuqc.atomic import write_text_atomic
-from bbuqc.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, read_jsonl
+from bbuqc.io.atomic import write_text_atomic
+from bbuqc.io.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, read_jsonl
 
 from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, worst_examples
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from bbuqc.errors import InputError
-from bbuqc.offline import use_offline_defaults
+from bbuqc.runtime.offline import use_offline_defaults
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from omegaconf import DictConfig
 from bbuqc.data.records import StageAFormatError, iter_stage_a_files
 from bbuqc.data.rows import verdict_row
 from bbuqc.errors import InputError
-from bbuqc.offline import use_offline_defaults
+from bbuqc.runtime.offline import use_offline_defaults
 
 from .metrics import compute_metrics, score_answers, vote
-from .report import (
+from .outputs import (
     PREDICTIONS,
     PredictionsError,
     append_prediction,
@@ -141,12 +141,12 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
     use_ray = workers > 1 and model is None and any(g.key not in done for g in groups)
     cluster = nullcontext()
     if use_ray:
-        from bbuqc.distributed import ray_cluster
+        from bbuqc.models.ray_data import ray_cluster
 
         cluster = ray_cluster(ev.get("ray_address"), field="evaluate.ray_address", workers=workers,
                               workers_field="evaluate.workers", gpus=cfg.compute.device == "cuda")
 
-    from bbuqc.tracking import wandb_run
+    from bbuqc.tracking.runs import wandb_run
 
     with cluster, ExitStack() as stack:
         try:
@@ -223,7 +223,7 @@ def answer_on_ray(cfg: DictConfig, pending: list[Group], file, *, total: int, mo
     import ray.exceptions
     from tqdm.auto import tqdm
 
-    from bbuqc.distributed import ordered_map, worker_config
+    from bbuqc.models.ray_data import ordered_map, worker_config
 
     ev = cfg.evaluate
     workers, n = int(ev.workers), int(ev.samples_per_group)

@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import bbuqc.sweep  # noqa: F401  (registers the launcher resolvers before Hydra builds the launcher)
-from bbuqc.atomic import write_json_atomic
+from bbuqc.io.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 

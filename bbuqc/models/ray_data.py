@@ -17,7 +17,7 @@
   and a re-run resumes.
 
 The worker classes live with their command (bbuqc.stage_a.runner.StageAWorker,
-bbuqc.stage_b.evaluate.VerdictWorker); ray is imported only here and only when
+bbuqc.stage_b.runner.VerdictWorker); ray is imported only here and only when
 ``workers > 1``.
 """
 
