@@ -7,6 +7,7 @@ errors never pay for torch, transformers or ms-swift.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,36 @@ def _error_lines(err: Exception) -> list[str]:
     return str(err).splitlines()
 
 
+# Hydra prints a config it cannot compose (several lines) and exits 1; with HYDRA_FULL_ERROR it raises
+# instead, so the entry point turns it into one `error:` line. Set only while Hydra composes: the job (and
+# every process it starts) reports its own failures the usual way.
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+_USER_FULL_ERROR = os.environ.get(_FULL_ERROR)
+
+
+def end_of_composition() -> None:
+    """Called when the job starts (and by the validation callback, the first hook after composing)."""
+    if _USER_FULL_ERROR is None:
+        os.environ.pop(_FULL_ERROR, None)
+
+
+def compose_error_lines(err: BaseException) -> list[str] | None:
+    """A value OmegaConf refused while composing, as one line naming the field (and for a choice, what it
+    takes); None for any other composition error (Hydra's own message says it best)."""
+    from omegaconf.errors import ValidationError
+
+    cause = err if isinstance(err, ValidationError) else err.__cause__
+    if not isinstance(cause, ValidationError) or not getattr(cause, "full_key", None):
+        return None
+    from bbuqc.config.schema import choice_names
+
+    key, value = cause.full_key, getattr(cause, "value", None)
+    allowed = choice_names(key)
+    if allowed is not None:
+        return [f"{key}={value!r}: expected one of {', '.join(allowed)}"]
+    return [f"{key}: {str(cause.msg).splitlines()[0]}"]
+
+
 def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]]) -> Callable[[], None]:
     """`runner()` returns the function called with the validated config (imported late, see above).
 
@@ -41,6 +72,7 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
     def task(cfg: DictConfig) -> Any:
         nonlocal started
         started = True
+        end_of_composition()
         from bbuqc.config.validate import validate
 
         try:
@@ -58,20 +90,42 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
             sys.exit(2)
 
     def main() -> Any:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        os.environ[_FULL_ERROR] = "1"
         try:
             return task()
+        except (HydraException, OmegaConfBaseException) as exc:
+            if started or _USER_FULL_ERROR is not None:
+                raise
+            lines = compose_error_lines(exc)
+            if lines is None:  # what Hydra itself prints
+                lines = [str(exc)] + ([str(exc.__cause__)] if isinstance(exc.__cause__, OmegaConfBaseException) else [])
+                print("\n".join(lines), file=sys.stderr)
+                _print_override_hint()
+            else:
+                for line in lines:
+                    print(f"error: {line}", file=sys.stderr)
+            raise SystemExit(2) from None
         except SystemExit as exc:
             # Hydra reports a command line it cannot compose (unknown group option, bad override syntax,
             # a value of the wrong type) with its own message and exit 1 before any job starts; that is
             # an input error like every other, so it exits 2 as they do. Failures inside a job keep theirs.
             if exc.code == 1 and not started:
-                from bbuqc.config.overrides import override_parse_hint
-
-                hint = override_parse_hint(sys.argv[1:])  # Chinese paths must be quoted for Hydra
-                if hint:
-                    print(f"error: {hint}", file=sys.stderr)
+                _print_override_hint()
                 raise SystemExit(2) from None
             raise
+        finally:
+            end_of_composition()
 
     main.__doc__ = task.__doc__
     return main
+
+
+def _print_override_hint() -> None:
+    from bbuqc.config.overrides import override_parse_hint
+
+    hint = override_parse_hint(sys.argv[1:])  # Chinese paths must be quoted for Hydra
+    if hint:
+        print(f"error: {hint}", file=sys.stderr)

@@ -16,7 +16,15 @@ class ValidateConfig(Callback):
     def __init__(self, command: str):
         self.command = command  # which command's checks run (set by each primary config)
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from bbuqc.cli import end_of_composition
+
+        end_of_composition()  # the sweep composed; its jobs report their own failures
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from bbuqc.cli import end_of_composition
+
+        end_of_composition()
         try:
             validate(config, self.command)
         except ConfigError as err:

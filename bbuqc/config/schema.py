@@ -1,19 +1,106 @@
-"""The typed config tree. Every node here is a Hydra structured config, so a typo
-or a wrongly typed override fails while Hydra composes, before any code runs."""
+"""The typed config tree. Every node here is a Hydra structured config, so a typo, a wrongly typed
+override or a value outside a closed set (an ``Enum`` field) fails while Hydra composes, before any
+code runs.
+
+Each node is followed by ``check_<node>``: the rules that need only that node's own fields, one line
+per problem naming the field. Rules across nodes (the batch sizes against the GPUs, the reward set
+against the task, ...) are in ``validate.py``, whose ``COMMAND_CHECKS`` says what each command runs.
+
+Choices are ``StrEnum``s: a member *is* its string (``Device.cpu == "cpu"``, ``f"{Device.cpu}"`` is
+``cpu``), and its name is what users type (``compute.device=cpu``).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
+
+from bbuqc.training import swift_fields as _swift
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    """A StrEnum whose members are ``values`` (each named as itself), for sets generated elsewhere."""
+    return StrEnum(name, [(v, v) for v in values], module=__name__)
+
+
+class Domain(StrEnum):
+    BBU = "BBU"
+    RRU = "RRU"
+
+
+class Task(StrEnum):
+    summary = "summary"
+    verdict = "verdict"
+
+
+class Algo(StrEnum):
+    grpo = "grpo"
+    sft = "sft"
+
+
+class Device(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Rollout(StrEnum):
+    hf = "hf"
+    vllm_colocate = "vllm_colocate"
+    vllm_server = "vllm_server"
+
+
+class DeepSpeed(StrEnum):
+    zero2 = "zero2"
+    zero3 = "zero3"
+
+
+class DataSource(StrEnum):
+    synthetic = "synthetic"
+    files = "files"
+
+
+class StageABackend(StrEnum):
+    hf = "hf"
+    vllm = "vllm"
+
+
+class LoggerBackend(StrEnum):
+    wandb = "wandb"
+    none = "none"
+
+
+class LoggerMode(StrEnum):
+    offline = "offline"
+    online = "online"
+
+
+# ms-swift's own choices, generated from the installed ms-swift (bbuqc/training/swift_fields.py)
+LossType = _choices("LossType", _swift.GRPO_LOSS_TYPES)
+AdvantageEstimator = _choices("AdvantageEstimator", _swift.ADVANTAGE_ESTIMATORS)
+ScaleRewards = _choices("ScaleRewards", _swift.SCALE_REWARDS)
+LrScheduler = _choices("LrScheduler", _swift.LR_SCHEDULER_TYPES)
+
+
+def _at_least(node: DictConfig, prefix: str, keys: tuple[str, ...], low: int = 1) -> list[str]:
+    return [f"{prefix}.{key}={node[key]}: expected an integer >= {low}" for key in keys if node[key] < low]
 
 
 @dataclass
 class MissionConfig:
     id: str = MISSING  # mission id (mission=<id>), e.g. bbu_wind
     name: str = MISSING  # the Chinese mission name, as in the image tree and Stage-A records
-    domain: str = MISSING  # BBU | RRU: the summary header's domain
+    domain: Domain = MISSING  # BBU | RRU: the summary header's domain
     focus: list[str] = field(default_factory=list)  # the reviewer's focus points, quoted in the prompts
 
 
@@ -42,14 +129,44 @@ class ModelConfig:
     min_pixels: int | None = None  # lower bound: a smaller image is scaled up (real VL presets: 4 tokens)
 
 
+def check_model(m: DictConfig) -> list[str]:
+    from bbuqc.models.adapters import read_adapter
+    from bbuqc.models.safety import remote_code_problem
+
+    out = []
+    for key in ("min_pixels", "max_pixels"):
+        if m.get(key) is not None and int(m[key]) <= 0:
+            out.append(f"model.{key}={m[key]}: expected a positive number of pixels (h*w) or null")
+    if m.get("min_pixels") and m.get("max_pixels") and int(m.max_pixels) < int(m.min_pixels):
+        out.append(f"model.max_pixels={m.max_pixels} is below model.min_pixels={m.min_pixels}: "
+                   "expected min_pixels <= max_pixels (pixels per image, h*w)")
+    if not str(m.preset).startswith("tiny") and not m.path:
+        return out + [f"model.path: required for model={m.preset} (a local checkpoint folder; no hub access)"]
+    if m.path and not Path(m.path).is_dir():
+        return out + [f"model.path={m.path}: no such folder"]
+    for key in ("path", "adapter"):
+        if m[key] and Path(m[key]).is_dir():
+            problem = remote_code_problem(m[key], f"model.{key}", m.trust_remote_code)
+            if problem:
+                out.append(problem)
+    if m.adapter:  # whether it fits the base is validate.py's (it needs the resolved base)
+        if not Path(m.adapter).is_dir():
+            return out + [f"model.adapter={m.adapter}: no such checkpoint folder"]
+        try:
+            read_adapter(m.adapter)
+        except ValueError as exc:
+            out.append(f"model.adapter={m.adapter}: {exc}")
+    return out
+
+
 @dataclass
 class TaskConfig:
-    name: str = MISSING  # summary | verdict; also the reward namespace it trains with
+    name: Task = MISSING  # summary | verdict; also the reward namespace it trains with
 
 
 @dataclass
 class AlgoConfig:
-    name: str = "grpo"  # grpo: ms-swift GRPO with the `reward` set | sft: cross-entropy on the reference outputs
+    name: Algo = Algo.grpo  # grpo: ms-swift GRPO with the `reward` set | sft: cross-entropy on the reference outputs
 
 
 @dataclass
@@ -58,6 +175,27 @@ class RewardConfig:
     # {namespace: {reward: weight}}: `summary.format` is reward.weights.summary.format.
     # Values stay untyped here so validation can name a bad one in the project's terms.
     weights: dict[str, Any] = field(default_factory=dict)
+
+
+def check_reward(r: DictConfig) -> list[str]:
+    from omegaconf import OmegaConf
+
+    from bbuqc.config.reward_sets import flatten_weights
+    from bbuqc.rewards import reward_id_problem
+
+    flat = flatten_weights(OmegaConf.to_container(r.weights, resolve=True) or {})
+    if not flat:
+        return [f"reward.weights: reward={r.name!r} lists no rewards"]
+    out = []
+    for rid, weight in flat.items():
+        problem = reward_id_problem(rid)
+        if problem:
+            out.append(f"reward.weights.{rid}: {problem}")
+        elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            out.append(f"reward.weights.{rid}={weight!r}: expected a finite number")
+    if not out and all(w == 0 for w in flat.values()):
+        out.append("reward.weights: every weight is 0, so there is nothing to optimise")
+    return out
 
 
 @dataclass
@@ -73,12 +211,37 @@ class ChordConfig:
     phi: bool = False  # token-wise phi weighting of the SFT loss
 
 
+def check_chord(c: DictConfig) -> list[str]:
+    if not c.enabled:
+        return []
+    fields = ("mu_peak", "mu_valley", "mu_warmup_steps", "mu_decay_steps", "sft_batch_size")
+    missing = [f for f in fields if c[f] is None]
+    out = [f"chord.{f}: required when chord=on" for f in missing]
+    if not {"mu_peak", "mu_valley"} & set(missing) and not 0 <= c.mu_valley <= c.mu_peak <= 1:
+        out.append(f"chord.mu_valley={c.mu_valley}, chord.mu_peak={c.mu_peak}: "
+                   "expected 0 <= mu_valley <= mu_peak <= 1")
+    out += _at_least(c, "chord", tuple(f for f in ("mu_warmup_steps", "mu_decay_steps") if c[f] is not None), 0)
+    if c.sft_batch_size is not None:
+        out += _at_least(c, "chord", ("sft_batch_size",))
+    return out
+
+
 @dataclass
 class LoraConfig:
     last_k: int = 2  # LoRA on every Linear of the last K LLM decoder blocks (vision tower and aligner never)
     rank: int = 8  # LoRA rank r
     alpha: int = 16  # LoRA alpha (scale alpha / r)
     dropout: float = 0.05  # LoRA dropout
+
+
+def check_lora(lora: DictConfig) -> list[str]:
+    """The LoRA's own numbers; against the model's depth and a continued adapter: validate.py."""
+    out = _at_least(lora, "lora", ("rank",))
+    if not lora.alpha > 0:
+        out.append(f"lora.alpha={lora.alpha}: expected a number > 0")
+    if not 0 <= lora.dropout < 1:
+        out.append(f"lora.dropout={lora.dropout}: expected 0 <= dropout < 1")
+    return out + _at_least(lora, "lora", ("last_k",))
 
 
 @dataclass
@@ -118,19 +281,19 @@ class TrainConfig:
     # hydra.sweeper.direction); empty: the select_by value alone (bbuqc/sweep/objective.py)
     objectives: list[str] = field(default_factory=list)
     # GRPO algorithm settings, under ms-swift's own names and defaults (README "GRPO settings")
-    loss_type: str = "grpo"  # grpo | bnpo | dr_grpo | dapo | cispo | sapo | real | fipo
+    loss_type: LossType = LossType.grpo  # grpo | bnpo | dr_grpo | dapo | cispo | sapo | real | fipo
     epsilon: float = 0.2  # PPO clip range (lower side)
     epsilon_high: float | None = None  # upper clip (DAPO clip-higher, e.g. 0.28); null: epsilon
     num_iterations: int = 1  # policy updates per rollout batch (mu in the GRPO paper)
-    scale_rewards: str | None = None  # group | batch | none | gdpo; null: the advantage_estimator's default
-    advantage_estimator: str = "grpo"  # grpo | rloo | reinforce_plus_plus
+    scale_rewards: ScaleRewards | None = None  # group | batch | none | gdpo; null: the advantage_estimator's default
+    advantage_estimator: AdvantageEstimator = AdvantageEstimator.grpo  # grpo | rloo | reinforce_plus_plus
     top_p: float = 1.0  # rollout nucleus sampling, in (0, 1]
     top_k: int | None = None  # rollout top-k sampling; null: off
     repetition_penalty: float = 1.0  # rollout repetition penalty (1: none)
     dynamic_sample: bool = False  # DAPO: resample groups whose rewards all agree (zero std, zero gradient)
     max_resample_times: int = 3  # dynamic_sample: resampling rounds per step before training on what is there
     # optimiser schedule (SFT and GRPO)
-    lr_scheduler_type: str = "cosine"  # a transformers scheduler name (linear, cosine, constant_with_warmup, ...)
+    lr_scheduler_type: LrScheduler = LrScheduler.cosine  # a transformers scheduler name (linear, cosine, constant_with_warmup, ...)
     warmup_ratio: float = 0.0  # warm-up as a fraction of max_steps
     warmup_steps: int = 0  # warm-up steps (overrides warmup_ratio when > 0)
     weight_decay: float = 0.1  # AdamW weight decay
@@ -142,23 +305,80 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def check_train(t: DictConfig) -> list[str]:
+    """The training settings on their own; the batch sizes against the GPUs, the algorithm, the validation
+    data and train.extra against ms-swift's arguments: validate.py."""
+    out = _at_least(t, "train", ("max_steps", "per_device_batch_size", "gradient_accumulation_steps",
+                                 "max_completion_length", "logging_steps", "save_steps"))
+    if t.num_generations < 2:
+        out.append(f"train.num_generations={t.num_generations}: GRPO needs at least 2 generations per prompt")
+    if t.save_total_limit is not None and t.save_total_limit < 1:
+        out.append(f"train.save_total_limit={t.save_total_limit}: expected an integer >= 1 (or null: keep all)")
+    for key, low in (("learning_rate", 0), ("temperature", 0), ("repetition_penalty", 0), ("max_grad_norm", 0)):
+        if not t[key] > low:
+            out.append(f"train.{key}={t[key]}: expected a number > {low}")
+    for key in ("beta", "weight_decay"):
+        if t[key] < 0:
+            out.append(f"train.{key}={t[key]}: expected a number >= 0")
+    if t.resume_from is not None and t.resume_from != "auto":
+        from bbuqc.training.checkpoints import checkpoint_problem
+
+        problem = checkpoint_problem(t.resume_from)
+        if problem:
+            out.append(f"train.resume_from={t.resume_from}: {problem} (an incomplete checkpoint cannot "
+                       "continue a run; train.resume_from=auto picks the latest complete one)")
+    if not t.epsilon > 0:
+        out.append(f"train.epsilon={t.epsilon}: expected a number > 0")
+    elif t.epsilon_high is not None and t.epsilon_high < t.epsilon:
+        out.append(f"train.epsilon_high={t.epsilon_high}: expected >= train.epsilon={t.epsilon} (or null: epsilon)")
+    if not 0 < t.top_p <= 1:
+        out.append(f"train.top_p={t.top_p}: expected 0 < top_p <= 1")
+    if t.top_k is not None and t.top_k < 1:
+        out.append(f"train.top_k={t.top_k}: expected an integer >= 1 (or null: off)")
+    out += _at_least(t, "train", ("num_iterations", "max_resample_times", "val_batch_size"))
+    if not 0 <= t.warmup_ratio < 1:
+        out.append(f"train.warmup_ratio={t.warmup_ratio}: expected 0 <= warmup_ratio < 1")
+    out += _at_least(t, "train", ("warmup_steps",), 0)
+    n = t.log_completions_steps
+    if n is not None and (n < 1 or (t.logging_steps >= 1 and n % t.logging_steps)):
+        # ms-swift writes the table when it logs, so only logged steps can carry completions
+        out.append(f"train.log_completions_steps={n}: expected a multiple of train.logging_steps={t.logging_steps}")
+    if t.eval_steps is not None and t.eval_steps < 1:
+        out.append(f"train.eval_steps={t.eval_steps}: expected an integer >= 1 (or null: no validation)")
+    if t.early_stop_patience is not None:
+        if t.early_stop_patience < 1:
+            out.append(f"train.early_stop_patience={t.early_stop_patience}: expected an integer >= 1")
+        elif t.eval_steps is None:
+            out.append("train.early_stop_patience: needs train.eval_steps (early stopping watches validation)")
+    return out
+
+
 @dataclass
 class ComputeConfig:
-    device: str = "cpu"  # cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    rollout: str = "hf"  # hf | vllm_colocate | vllm_server
+    device: Device = Device.cpu  # cpu | cuda
+    precision: Precision = Precision.fp32  # fp32 | bf16 | fp16
+    rollout: Rollout = Rollout.hf  # hf | vllm_colocate | vllm_server
     vllm_gpu_memory_utilization: float = 0.5  # vLLM's share of GPU memory (colocated rollouts)
     vllm_server_host: str = "127.0.0.1"  # `swift rollout` server (rollout=vllm_server)
     vllm_server_port: int = 8000  # `swift rollout` server port
-    deepspeed: str | None = None  # null | zero2 | zero3
+    deepspeed: DeepSpeed | None = None  # null | zero2 | zero3
     nproc_per_node: int = 1  # GPUs (processes) per node; >1 relaunches under torchrun
+
+
+def check_compute(c: DictConfig) -> list[str]:
+    out = []
+    if c.rollout != Rollout.hf and c.device != Device.cuda:
+        out.append(f"compute.rollout={c.rollout}: vLLM rollouts need compute.device=cuda")
+    if c.deepspeed and c.device != Device.cuda:
+        out.append(f"compute.deepspeed={c.deepspeed}: DeepSpeed needs compute.device=cuda")
+    return out + _at_least(c, "compute", ("nproc_per_node",))
 
 
 @dataclass
 class DataConfig:
     # synthetic: the generated world under `synthetic_dir` (built on first use);
     # files: the user's own root / JSONL files below.
-    source: str = "synthetic"
+    source: DataSource = DataSource.synthetic
     synthetic_dir: str | None = None  # null: <cache>/synth/seed<seed>-g<groups>
     synthetic_seed: int = 0  # the synthetic world's seed (another seed: another, held-out world)
     synthetic_groups_per_mission: int = 6  # the synthetic world's size
@@ -173,9 +393,23 @@ class DataConfig:
     val_summary_jsonl: str | None = None  # summary task
 
 
+def check_data(d: DictConfig) -> list[str]:
+    out = []
+    for key in ("root", "summary_jsonl"):
+        if d[key] and not Path(d[key]).exists():
+            out.append(f"data.{key}={d[key]}: no such file or folder")
+    for key in ("stage_a_jsonl", "val_stage_a_jsonl"):
+        out += [f"data.{key}[{i}]={v}: no such file" for i, v in enumerate(d[key]) if not Path(v).is_file()]
+    if d.val_summary_jsonl and not Path(d.val_summary_jsonl).is_file():
+        out.append(f"data.val_summary_jsonl={d.val_summary_jsonl}: no such file")
+    if not 0 <= d.val_fraction < 1:
+        out.append(f"data.val_fraction={d.val_fraction}: expected 0 <= val_fraction < 1")
+    return out
+
+
 @dataclass
 class InferConfig:
-    backend: str = "hf"  # hf | vllm
+    backend: StageABackend = StageABackend.hf  # hf | vllm
     batch_size: int = 8  # images per generate() call
     max_new_tokens: int = 256  # tokens per summary
     temperature: float = 0.0  # 0: greedy
@@ -184,6 +418,13 @@ class InferConfig:
     ray_address: str | None = None  # workers>1: auto | <host>:<port> attaches to a Ray cluster; null starts a local one
     force_resume: bool = False  # resume an output whose settings file (<output>.meta.json) is missing
     progress: bool = True  # a progress bar on stderr
+
+
+def check_infer(i: DictConfig) -> list[str]:
+    out = _at_least(i, "infer", ("batch_size", "max_new_tokens", "workers"))
+    if i.temperature < 0:
+        out.append(f"infer.temperature={i.temperature}: expected a number >= 0")
+    return out
 
 
 @dataclass
@@ -200,16 +441,35 @@ class EvaluateConfig:
     progress: bool = True  # a progress bar on stderr
 
 
+def check_evaluate(e: DictConfig) -> list[str]:
+    out = _at_least(e, "evaluate", ("samples_per_group", "batch_size", "max_new_tokens", "workers"))
+    if e.temperature < 0:
+        out.append(f"evaluate.temperature={e.temperature}: expected a number >= 0")
+    if e.output_dir and Path(e.output_dir).is_file():
+        out.append(f"evaluate.output_dir={e.output_dir}: is a file, expected a folder")
+    return out
+
+
 @dataclass
 class ExportConfig:
     output: str | None = None  # the merged model folder to write (required)
     overwrite: bool = False  # replace an existing non-empty export.output
 
 
+def check_export(e: DictConfig) -> list[str]:
+    if not e.output:
+        return ["export.output: required (the folder to write the merged model to)"]
+    if Path(e.output).is_file():
+        return [f"export.output={e.output}: is a file, expected a folder"]
+    if Path(e.output).is_dir() and any(Path(e.output).iterdir()) and not e.overwrite:
+        return [f"export.output={e.output}: exists and is not empty (export.overwrite=true replaces it)"]
+    return []
+
+
 @dataclass
 class LoggerConfig:
-    backend: str = "wandb"  # wandb | none
-    mode: str = "offline"  # offline | online
+    backend: LoggerBackend = LoggerBackend.wandb  # wandb | none
+    mode: LoggerMode = LoggerMode.offline  # offline | online
     project: str = "bbuqc"  # W&B project
     entity: str | None = None  # W&B entity (team); null: the default one
     group: str | None = None  # null: the sweep's name inside a -m run
@@ -234,3 +494,28 @@ class BBUQCConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     # A named experiment (bbuqc/conf/experiment/*.yaml, `experiment=<name>`) records itself here.
     experiment: str | None = None
+
+
+def choice_names(dotted: str) -> list[str] | None:
+    """What a choice field (an Enum) takes, as users type it (``null`` first when it may be null);
+    None when ``dotted`` is not a choice field of the schema."""
+    import dataclasses
+    import enum
+    import types
+    import typing
+
+    node: Any = BBUQCConfig
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
+            return None
+        hint = typing.get_type_hints(node).get(part)
+        if hint is None:
+            return None
+        if i < len(parts) - 1:
+            node = hint
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    choices = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
+    if not choices:
+        return None
+    return (["null"] if type(None) in args else []) + [m.name for m in choices[0]]

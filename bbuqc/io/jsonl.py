@@ -52,10 +52,11 @@ def complete_length(data: bytes) -> int:
     return data.rfind(b"\n") + 1
 
 
-def parse_lines(data: bytes, path: Path | str, parse: Callable[[Any], T], key: Callable[[T], Hashable],
+def parse_lines(data: bytes, path: Path | str, parse: Callable[[Any], T], key: Callable[[T], Hashable] | None,
                 describe: Callable[[T], str] = repr) -> list[T]:
     """Every complete line of ``data`` through ``parse`` (blank lines ignored); a line that is not
-    JSON, not a record, or repeats an earlier line's key raises JsonlError("<path>:<line>: ...")."""
+    JSON, not a record, or repeats an earlier line's key (``key`` None: any line may repeat) raises
+    JsonlError("<path>:<line>: ...")."""
     out: list[T] = []
     seen: dict[Hashable, int] = {}
     for lineno, raw in enumerate(data.split(b"\n")[:-1] if data else [], 1):
@@ -75,8 +76,8 @@ def parse_lines(data: bytes, path: Path | str, parse: Callable[[Any], T], key: C
             rec = parse(obj)
         except RecordError as exc:
             raise JsonlError(f"{path}:{lineno}: {exc}") from None
-        k = key(rec)
-        if k in seen:
+        k = None if key is None else key(rec)
+        if key is not None and k in seen:
             raise JsonlError(f"{path}:{lineno}: {describe(rec)} already on line {seen[k]} (two runs wrote into one "
                              "file?): remove the repeated line, or start a new file")
         seen[k] = lineno
@@ -93,6 +94,16 @@ def read_jsonl(path: Path | str, parse: Callable[[Any], T], key: Callable[[T], H
         return []
     data = path.read_bytes()
     return parse_lines(data[: complete_length(data)], path, parse, key, describe)
+
+
+def read_rows(path: Path | str) -> list[Any]:
+    """Every JSON value of a JSONL file written whole (a run's data snapshot: training or validation rows),
+    blank lines ignored; a line that is not JSON raises JsonlError naming ``<path>:<line>``."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data += b"\n"  # written whole: the last line is complete without its newline too
+    return parse_lines(data, path, lambda obj: obj, None)
 
 
 @dataclass

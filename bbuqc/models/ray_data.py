@@ -107,7 +107,7 @@ def worker_config(cfg) -> dict:
 
     from omegaconf import OmegaConf
 
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     model = container.get("model") or {}
     for key in ("path", "adapter"):
         if model.get(key):

@@ -58,7 +58,7 @@ def wandb_run(cfg: DictConfig, run_dir: Path, job_type: str, run_id: str | None 
         entity=cfg.logger.entity,
         mode=cfg.logger.mode,
         dir=str(run_dir),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         reinit="finish_previous",
         **({"id": run_id, "resume": "allow"} if run_id else {}),
         **ident,

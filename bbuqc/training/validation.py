@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from bbuqc.io.atomic import write_json_atomic
+from bbuqc.io.jsonl import read_rows
 from bbuqc.training.selection import VAL, BestTracker, greater_is_better, select_metric
 
 log = logging.getLogger(__name__)
@@ -105,11 +106,6 @@ class Generator:
             pad_token_id=self.tokenizer.pad_token_id,
         )
         return self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-
-
-def read_rows(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 class ValidationCallback(TrainerCallback):

@@ -24,7 +24,17 @@ BAD = [
     (["lora.last_k=5"], "lora.last_k=5", "only 4 LLM blocks"),
     (["task=verdict", "reward=summary_full"], "reward=summary_full", "task=verdict"),
     (["algo=sft", "chord=on"], "chord=on", "algo=grpo"),
-    (["algo.name=nope"], "algo.name='nope'", "grpo, sft"),
+    (["algo.name=nope"], "algo.name='nope'", "expected one of grpo, sft"),
+    # every closed set is an Enum field: Hydra refuses the value while composing, the entry point names
+    # the field and what it takes
+    (["compute.device=gpu"], "compute.device='gpu'", "expected one of cpu, cuda"),
+    (["compute.precision=fp8"], "compute.precision='fp8'", "expected one of fp32, bf16, fp16"),
+    (["compute.rollout=vllm"], "compute.rollout='vllm'", "expected one of hf, vllm_colocate, vllm_server"),
+    (["compute.deepspeed=zero1"], "compute.deepspeed='zero1'", "expected one of null, zero2, zero3"),
+    (["logger.backend=tensorboard"], "logger.backend='tensorboard'", "expected one of wandb, none"),
+    (["logger.mode=disabled"], "logger.mode='disabled'", "expected one of offline, online"),
+    (["data.source=hub"], "data.source='hub'", "expected one of synthetic, files"),
+    (["task.name=caption"], "task.name='caption'", "expected one of summary, verdict"),
     (["task=verdict", "train.select_by=val/nope"], "train.select_by=val/nope", "val/false_pass_rate"),
     (["data.val_fraction=1.5"], "data.val_fraction=1.5", "0 <= val_fraction < 1"),
     (["train.eval_steps=2"], "train.eval_steps=2", "data.val_fraction"),
@@ -69,3 +79,30 @@ def test_hydra_rejects_unknown_options_and_types(overrides, key, tmp_path):
     assert proc.returncode != 0
     assert key in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_choice_values_compose_as_the_strings_users_type():
+    """An Enum member is its string: code comparing with "cpu" and configs written as text keep working."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import bbuqc.config.store  # noqa: F401
+    from bbuqc.config.schema import Device, Rollout, choice_names
+    from bbuqc.runtime.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["compute=gpu_vllm", "infer.backend=vllm"])
+    assert cfg.compute.device is Device.cuda and cfg.compute.device == "cuda" and f"{cfg.compute.device}" == "cuda"
+    assert cfg.compute.rollout == Rollout.vllm_colocate and cfg.infer.backend == "vllm"
+    assert "device: cuda" in OmegaConf.to_yaml(cfg)
+    assert OmegaConf.to_container(cfg.compute, enum_to_str=True)["device"] == "cuda"
+    assert choice_names("compute.deepspeed") == ["null", "zero2", "zero3"]
+    assert choice_names("compute.nproc_per_node") is None and choice_names("nope.x") is None
+
+
+def test_infer_and_evaluate_name_a_bad_choice_too(tmp_path):
+    for command, override, line in (("infer", "infer.backend=onnx", "error: infer.backend='onnx': expected one of hf, vllm"),
+                                     ("evaluate", "compute.device=tpu", "error: compute.device='tpu': expected one of cpu, cuda")):
+        proc = subprocess.run([sys.executable, "-m", f"bbuqc.{command}", override, f"hydra.run.dir={tmp_path / command}"],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line], proc.stderr[-2000:]
