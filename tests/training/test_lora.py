@@ -87,3 +87,16 @@ def test_last_k_beyond_depth_is_refused(tmp_path):
     names = linear_module_names(_qwen2(tmp_path))
     with pytest.raises(ValueError, match="lora.last_k=4"):
         last_k_target_regex(names, 4)
+
+
+def test_text_config_never_goes_through_the_vl_auto_class(tmp_path, monkeypatch):
+    """A text config is built with AutoModelForCausalLM directly: the VL auto class's refusal message alone
+    imports every config class transformers knows (~0.8 s of each text-model run)."""
+    from transformers import AutoModelForImageTextToText
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("AutoModelForImageTextToText tried for a text config")
+
+    path = _qwen2(tmp_path)
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_config", refuse)
+    assert "model.layers.0.mlp.down_proj" in linear_module_names(path)
