@@ -96,6 +96,16 @@ def test_console_scripts_are_declared_and_run():
     assert proc.returncode == 0 and proc.stdout.startswith("bbuqc-infer: ")
 
 
+
+def test_tab_completion_lists_the_group_options():
+    # README: eval "$(bbuqc-train -sc install=bash)"; the shell then asks the script itself
+    script = Path(sys.executable).parent / "bbuqc-train"
+    line = "bbuqc-train mission="
+    proc = subprocess.run([str(script), "-sc", "query=bash"], capture_output=True, text=True, cwd="/",
+                          env={**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))})
+    assert proc.returncode == 0
+    assert {"mission=bbu_wind", "mission=rru_cable"} <= set(proc.stdout.split())
+
 @pytest.mark.slow
 def test_the_wheel_ships_the_configs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
