@@ -3,8 +3,10 @@
 The trainer calls each of the 12 rewards separately on the same batch. This
 times that (caches cleared before each repetition, so the first reward pays
 for the parse) against one pass that only ``json.loads`` the last line of
-every completion and every ``summary_ref``, measured side by side, and
-writes ``outputs/bench/rewards.json``. Goal: stack / baseline <= 3.0.
+every completion and every ``summary_ref``, in alternating rounds (at least
+5), and writes ``outputs/bench/rewards.json``: the ratio of the medians, the
+round-by-round ratios (median, min, max), each side's median and min-max,
+and the load average. Goal: stack / baseline <= 3.0.
 
     python benchmarks/bench_rewards.py [--n 1500] [--repeats 15]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -155,37 +158,63 @@ def run_baseline(completions: list, metadata: list) -> float:
     return CLOCK() - start
 
 
+MIN_ROUNDS = 5
+
+
+def _spread(values: list[float], digits: int) -> dict:
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1500)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=15, help=f"alternating rounds (at least {MIN_ROUNDS})")
     parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "bench" / "rewards.json")
     args = parser.parse_args(argv)
+    if args.repeats < MIN_ROUNDS:
+        parser.error(f"--repeats must be at least {MIN_ROUNDS}: one noisy round must not decide")
 
     completions, metadata = make_batch(args.n)
     rewards = [get_reward(rid) for rid in reward_set("summary_full")]
     run_stack(rewards, completions, metadata)  # warm up imports and regexes
+    run_baseline(completions, metadata)
+    load_before = os.getloadavg()
     stack, baseline = [], []
     for repeat in range(args.repeats):
-        # Alternate the order so neither side always runs on a warmer cache.
+        # Each round times both sides back to back, and the order alternates
+        # (stack, baseline, baseline, stack, ...) so neither side always runs
+        # on a warmer cache or in a quieter moment.
         if repeat % 2:
             baseline.append(run_baseline(completions, metadata))
         stack.append(run_stack(rewards, completions, metadata))
         if not repeat % 2:
             baseline.append(run_baseline(completions, metadata))
+    load_after = os.getloadavg()
     clear_caches()
     # Timing a stack whose scorers fail row by row would measure the fallback, not the rewards.
     scorer_errors = sum(pop_error_metrics().values())
 
+    # Round by round: a round whose two sides met different neighbours shows as an outlier here.
+    rounds = [s / b for s, b in zip(stack, baseline, strict=True)]
     result = {
         "stack_seconds": statistics.median(stack),
         "baseline_seconds": statistics.median(baseline),
         "ratio": statistics.median(stack) / statistics.median(baseline),
+        "round_ratio_median": round(statistics.median(rounds), 3),
+        "round_ratio_min": round(min(rounds), 3),
+        "round_ratio_max": round(max(rounds), 3),
+        "stack_ms": _spread([t * 1e3 for t in stack], 2),
+        "baseline_ms": _spread([t * 1e3 for t in baseline], 2),
         "goal": GOAL,
         "n": len(completions),
         "rewards": len(rewards),
         "repeats": args.repeats,
         "clock": "process_time",
+        "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],  # before, after
         "scorer_errors": scorer_errors,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -194,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     if scorer_errors:
         verdict = f"{scorer_errors:.0f} SCORER ERRORS"
     print(
-        f"summary_full ({len(rewards)} rewards) on {result['n']} completions: "
-        f"{result['stack_seconds'] * 1e3:.1f} ms vs json.loads baseline "
-        f"{result['baseline_seconds'] * 1e3:.1f} ms, ratio {result['ratio']:.2f} "
-        f"(goal <= {GOAL}): {verdict}"
+        f"summary_full ({len(rewards)} rewards) on {result['n']} completions, {args.repeats} rounds: "
+        f"{result['stack_seconds'] * 1e3:.1f} ms ({min(stack) * 1e3:.1f}-{max(stack) * 1e3:.1f}) vs json.loads "
+        f"baseline {result['baseline_seconds'] * 1e3:.1f} ms ({min(baseline) * 1e3:.1f}-{max(baseline) * 1e3:.1f}), "
+        f"ratio {result['ratio']:.2f} (rounds {result['round_ratio_min']:.2f}-{result['round_ratio_max']:.2f}; "
+        f"goal <= {GOAL}; load {load_before[0]:.1f}->{load_after[0]:.1f}): {verdict}"
     )
     return 0
 

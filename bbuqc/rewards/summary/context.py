@@ -41,7 +41,11 @@ class lazy:  # used as a decorator, like functools.cached_property
         if obj is None:
             return self
         value = self.fn(obj)
-        obj.__dict__[self.name] = value  # later reads bypass the descriptor
+        # An instance attribute shadows this (non-data) descriptor, so later
+        # reads bypass it. Set as an attribute, not through obj.__dict__:
+        # reading __dict__ would build a dict per instance (one more object
+        # for the cyclic collector to scan) instead of the inline values.
+        setattr(obj, self.name, value)
         return value
 
 
@@ -111,10 +115,17 @@ class Summary:
         facts = self.facts
         if facts is None:
             return {}, 0
-        if self.domain == "BBU":
-            merged = {**facts.groups, **facts.stats}
+        groups, stats = facts.groups, facts.stats
+        texts = facts.texts if self.domain != "BBU" else None
+        # The buckets' keys are disjoint. A valid BBU summary has no groups,
+        # so its stats are read as they are (nothing mutates facts once
+        # built) instead of being copied.
+        if not groups and not texts:
+            merged = stats
+        elif texts is None:
+            merged = {**groups, **stats}
         else:
-            merged = {**facts.groups, **facts.stats, **facts.texts}
+            merged = {**groups, **stats, **texts}
         return merged, F.total(merged)
 
     @lazy
@@ -174,25 +185,25 @@ class SummaryContext:
                 pred = Summary(value, self.domain)
         else:
             duplicates = False
-        self.__dict__["has_duplicate_keys"] = duplicates
-        self.__dict__["strict_line_is_json"] = pred is not None
-        self.__dict__["pred"] = pred
+        self.has_duplicate_keys = duplicates
+        self.strict_line_is_json = pred is not None
+        self.pred = pred
 
     @lazy
     def pred(self) -> Summary | None:
         """The predicted summary: the strict JSON line parsed, or None."""
         self._parse_strict_line()
-        return self.__dict__["pred"]
+        return self.pred
 
     @lazy
     def has_duplicate_keys(self) -> bool:
         self._parse_strict_line()
-        return self.__dict__["has_duplicate_keys"]
+        return self.has_duplicate_keys
 
     @lazy
     def strict_line_is_json(self) -> bool:
         self._parse_strict_line()
-        return self.__dict__["strict_line_is_json"]
+        return self.strict_line_is_json
 
     @lazy
     def line2_is_json(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import lru_cache
 
 from bbuqc.protocol import strip_special_tokens, summary_header
 
@@ -57,15 +58,37 @@ def completion_text(completion: object) -> str:
     return clean_text(raw_text(completion))
 
 
+@lru_cache(maxsize=256)  # one per domain in practice; every context asks
 def expected_header(domain: str | None) -> str | None:
     return summary_header(domain) if domain else None
+
+
+# ``json.loads(text)`` on a str is ``JSONDecoder.decode``: skip JSON whitespace,
+# ``scan_once``, skip JSON whitespace, and "Extra data" unless at the end (a
+# leading BOM is refused first, and scan_once refuses it too). The parsers
+# below do exactly that with the C scanner, without the two Python frames
+# (``decode``, ``raw_decode``) and the exception translation per parse.
+_skip_ws = json.decoder.WHITESPACE.match
+_JSON_WS = " \t\n\r"
+_plain_scan = json.JSONDecoder().scan_once
+
+
+def _scan(scan_once, text: str) -> object:
+    """``decode(text)`` with ``scan_once``; raises on anything that is not one JSON document."""
+    start = _skip_ws(text, 0).end() if text and text[0] in _JSON_WS else 0
+    value, end = scan_once(text, start)
+    if end != len(text) and _skip_ws(text, end).end() != len(text):
+        raise ValueError("extra data")
+    return value
 
 
 def loads(text: str) -> object:
     """``json.loads`` or INVALID; deep nesting and 5000-digit ints included."""
     try:
+        if type(text) is str:
+            return _scan(_plain_scan, text)
         return json.loads(text)
-    except Exception:  # any failure means "not JSON"
+    except Exception:  # any failure (StopIteration from the scanner too) means "not JSON"
         return INVALID
 
 
@@ -84,6 +107,7 @@ def _pairs_to_dict(pairs: list) -> dict:
 
 
 _dup_decoder = json.JSONDecoder(object_pairs_hook=_pairs_to_dict)
+_dup_scan = _dup_decoder.scan_once
 
 
 def loads_with_duplicates(text: str) -> tuple[object, bool]:
@@ -95,7 +119,7 @@ def loads_with_duplicates(text: str) -> tuple[object, bool]:
     with _dup_lock:
         _dup_seen[0] = False
         try:
-            value = _dup_decoder.decode(text)
+            value = _scan(_dup_scan, text) if type(text) is str else _dup_decoder.decode(text)
         except Exception:
             return INVALID, False
         return value, _dup_seen[0]
