@@ -163,7 +163,11 @@ def _add_entries(facts: Facts, entries: list) -> None:
                     value = normalise(value)
                     if value:
                         key = ("统计", category, attr, value)
-                        bucket[key] = bucket.get(key, 0) + count
+                        # Membership, then a store: no method call per fact (most keys are new).
+                        if key in bucket:
+                            bucket[key] += count
+                        else:
+                            bucket[key] = count
             else:
                 values = attr_value if type(attr_value) is list else (attr_value,)
                 for value in values:

@@ -99,10 +99,12 @@ _dup_lock = threading.Lock()
 _dup_seen = [False]
 
 
-def _pairs_to_dict(pairs: list) -> dict:
+def _pairs_to_dict(pairs: list, dict=dict, len=len, seen=_dup_seen) -> dict:
+    # Called once per JSON object of every strict line: the builtins and the
+    # flag are bound as defaults, so the body does no global lookups.
     result = dict(pairs)
     if len(result) != len(pairs):
-        _dup_seen[0] = True
+        seen[0] = True
     return result
 
 
