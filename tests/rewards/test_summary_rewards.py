@@ -116,6 +116,23 @@ def test_loads_is_json_loads_or_invalid():
     assert parsing.loads("{bad") is parsing.INVALID
 
 
+# Texts where json.loads's own steps matter: JSON whitespace around the
+# document (and Python-only whitespace, which is not JSON's), a BOM, extra data.
+EDGE_TEXTS = ["", " ", "{}", " \t{} \r\n", "\ufeff{}", "{} x", "1 2", "[1,2] \n", '"a"', "\u3000{}", "{}\u3000", "nul"]
+
+
+@pytest.mark.parametrize("text", EDGE_TEXTS)
+def test_parsers_follow_json_loads_on_edge_texts(text):
+    # The parsers call the C scanner directly; they must accept exactly what json.loads accepts.
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        expected = parsing.INVALID
+    assert parsing.loads(text) == expected
+    value, duplicates = parsing.loads_with_duplicates(text)
+    assert value == expected and duplicates is False
+
+
 def test_duplicate_keys_detected_at_any_depth():
     assert parsing.loads_with_duplicates('{"a":1,"a":2}') == ({"a": 2}, True)
     assert parsing.loads_with_duplicates('{"a":[{"b":1,"c":{"d":1,"d":1}}]}')[1] is True
@@ -465,6 +482,13 @@ def test_f1_and_tversky_edges():
     huge = 10**400
     assert F.tversky_from_counts(huge, 2 * huge, huge, 0.3, 1.0) == pytest.approx(1 / 1.3)
     assert F.f1_from_counts(huge, 2 * huge, huge) == pytest.approx(2 / 3)
+
+
+def test_overlap_of_shared_facts_is_their_total():
+    # A verbatim copy of the reference shares its fact dict: the shortcut must equal the loop.
+    facts = {("统计", "a", "b", "c"): 2, ("统计", "a", "b", "d"): 3, ("分组统计", "1"): 1}
+    assert F.overlap(facts, facts) == F.overlap(facts, dict(facts)) == 6
+    assert F.overlap({}, {}) == 0
 
 
 # --- content_f1 / content_structured_tversky ---------------------------------
