@@ -24,7 +24,7 @@ from bbuqc.runtime.paths import CONF_DIR
 
 
 def _error_lines(err: Exception) -> list[str]:
-    if isinstance(err, OSError):
+    if isinstance(err, OSError) and not isinstance(err, InputError):
         # a folder that cannot be written (read-only, a file in its place, a full disk): name it and why
         return [f"{err.filename}: {err.strerror or type(err).__name__}"]
     return str(err).splitlines()
@@ -35,12 +35,15 @@ def _error_lines(err: Exception) -> list[str]:
 # every process it starts) reports its own failures the usual way.
 _FULL_ERROR = "HYDRA_FULL_ERROR"
 _USER_FULL_ERROR = os.environ.get(_FULL_ERROR)
+_USER_WANTS_TRACES = _USER_FULL_ERROR == "1"  # Hydra's own rule: only "1" turns it on (HYDRA_FULL_ERROR=0 is off)
 
 
 def end_of_composition() -> None:
     """Called when the job starts (and by the validation callback, the first hook after composing)."""
     if _USER_FULL_ERROR is None:
         os.environ.pop(_FULL_ERROR, None)
+    else:
+        os.environ[_FULL_ERROR] = _USER_FULL_ERROR
 
 
 def compose_error_lines(err: BaseException) -> list[str] | None:
@@ -83,7 +86,7 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         except (InputError, OSError) as err:
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 raise  # the sweep records it and goes on with the other jobs
-            if isinstance(err, OSError) and err.filename is None:
+            if isinstance(err, OSError) and not isinstance(err, InputError) and err.filename is None:
                 raise  # not about a file the user named: a real failure, with its traceback
             for line in _error_lines(err):
                 print(f"error: {line}", file=sys.stderr)
@@ -97,7 +100,7 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         try:
             return task()
         except (HydraException, OmegaConfBaseException) as exc:
-            if started or _USER_FULL_ERROR is not None:
+            if started or _USER_WANTS_TRACES:
                 raise
             lines = compose_error_lines(exc)
             if lines is None:  # what Hydra itself prints

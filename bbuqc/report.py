@@ -3,7 +3,8 @@
 Writes report.md, report.csv and PNG plots into the folder. Offline; no W&B server needed.
 Ranks the jobs by a held-out metric (`--metric`, default the jobs' `train.select_by`) at their
 best checkpoints. Exit status 2, with one `error:` line and nothing written, when the folder is
-missing, holds no Hydra job folders or no finished job, or `--metric` names a metric no job logged.
+missing, holds no Hydra job folders or no finished job, or `--metric` names a metric no job logged;
+also (one line, exit 2) when report.md cannot be written.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         written = write_report(args.folder, args.metric)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a report file that cannot be written (read-only folder, a folder in its place)
+        print(f"error: {err.filename}: cannot write the report: {err.strerror or err}", file=sys.stderr)
         return 2
     for path in written:
         print(path)

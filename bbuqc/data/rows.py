@@ -39,6 +39,11 @@ class RowFormatError(InputError):
     """A summary-row source that breaks the format; the message names file:line and field."""
 
 
+class RowFileNotFoundError(RowFormatError, FileNotFoundError):
+    """An image a row names is not there (a FileNotFoundError too, for callers that catch those); the
+    message is one line, ``<file>:<line>: images: file not found: <path>``."""
+
+
 def summary_row(mission: Mission | str, image: str | Path, summary_ref: str) -> dict:
     """The summary-task row of one image with its reference summary line (or 无关图片)."""
     m = resolve_mission(mission)
@@ -115,7 +120,7 @@ def _check_summary_row(row: object, where: str, base: Path | None) -> dict:
         if not path.is_absolute() and base is not None:
             path = base / path
         if not path.is_file():
-            raise FileNotFoundError(f"{where}: images: file not found: {path}")
+            raise RowFileNotFoundError(f"{where}: images: file not found: {path}")
         # header, size and stream checked now, so a broken file stops the run before the model
         # loads, not mid-training in ms-swift with a PIL error about a BytesIO
         problem = image_problem(path)

@@ -177,7 +177,11 @@ class ResumableJsonl(Generic[T]):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = self.path.open("ab")  # O_APPEND: every write lands at the (possibly repaired) end
         except OSError as exc:
-            raise JsonlError(f"{self.path}: cannot open for writing: {exc.strerror or exc}") from None
+            cause = exc.strerror or str(exc)
+            if isinstance(exc, FileExistsError):  # mkdir met a file where a folder of the path belongs
+                blocker = next(p for p in self.path.parents if p.exists())
+                cause = f"Not a directory: {blocker} is a file"
+            raise JsonlError(f"{self.path}: cannot open for writing: {cause}") from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

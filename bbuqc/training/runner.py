@@ -50,13 +50,15 @@ def prepare(cfg: DictConfig, run_dir: Path):
     from bbuqc.training.args import RunInputs
     from bbuqc.training.data import prepare_datasets
     from bbuqc.training.lora import last_k_target_regex, linear_module_names
-    from bbuqc.training.rewards import register_rewards
 
-    model = resolve_model(cfg)
+    model = resolve_model(cfg)  # sets MAX_PIXELS, which the training copies of images follow
     regex, targets = last_k_target_regex(linear_module_names(model.path), cfg.lora.last_k)
     log.info("LoRA on the last %d LLM blocks: %d Linear modules", cfg.lora.last_k, len(targets))
     data = prepare_datasets(cfg, run_dir / "data")
     if cfg.algo.name == "grpo":
+        # imported once the data passed (it imports ms-swift: ~9 s of CPU), so bad data is refused sooner
+        from bbuqc.training.rewards import register_rewards
+
         register_rewards(list(reward_weights(cfg)))
     return RunInputs(
         run_dir=run_dir,

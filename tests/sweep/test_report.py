@@ -190,3 +190,10 @@ def test_report_cli_runs_as_a_module(sweep):
     proc = subprocess.run([*run, str(sweep)], capture_output=True, text=True, cwd=repo)
     assert proc.returncode == 0, proc.stderr
     assert (sweep / REPORT_MD).is_file()
+
+
+def test_a_report_that_cannot_be_written_is_one_error_line(sweep, capsys):
+    (sweep / REPORT_MD).mkdir()  # a folder where report.md goes
+    assert report_main([str(sweep)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {sweep / REPORT_MD}: cannot write the report: Is a directory"]

@@ -1,0 +1,95 @@
+"""Regressions found by the fault battery (benchmarks/fault_battery.py, docs/errors.md): each bad input
+is one `error:` line, exit 2, instead of a traceback or a silent mismatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bbuqc.config.store  # noqa: F401
+from bbuqc.config.validate import problems
+from bbuqc.runtime.paths import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def _checkpoint(folder: Path, rank: int) -> Path:
+    """A complete checkpoint (every file a resume needs) whose LoRA has rank ``rank``."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank}))
+    save_file({"w": torch.zeros(2, 2)}, str(folder / "adapter_model.safetensors"))
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 1, "log_history": []}))
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.save({}, folder / name)
+    return folder
+
+
+def test_resume_with_another_lora_rank_is_refused(tmp_path):
+    # ms-swift silently kept the checkpoint's rank 8 while the run's config said lora.rank=16
+    ckpt = _checkpoint(tmp_path / "checkpoint-1", rank=8)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        other = compose(config_name="train", overrides=[f"train.resume_from={ckpt}", "lora.rank=16"])
+        same = compose(config_name="train", overrides=[f"train.resume_from={ckpt}", "lora.rank=8"])
+    assert [p for p in problems(other, "train") if "lora.rank" in p] == [
+        f"lora.rank=16: train.resume_from={ckpt} has rank 8; a resumed run continues that LoRA, so set lora.rank=8"]
+    assert not [p for p in problems(same, "train") if "lora.rank" in p]
+
+
+@pytest.mark.parametrize("command", ["infer", "evaluate", "train"])
+def test_a_run_folder_under_a_file_is_one_line(tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    proc = _run(f"bbuqc.{command}", f"hydra.run.dir={blocker}/run", "logger=none")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert line.startswith(f"error: hydra.run.dir={blocker}/run: cannot create the run folder: Not a directory")
+    assert blocker.read_text() == "not a folder\n"
+
+
+def test_hydra_full_error_0_is_off_like_unset(tmp_path):
+    proc = _run("bbuqc.infer", "mission=foo", f"hydra.run.dir={tmp_path / 'run'}", env={"HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "Could not find 'mission/foo'" in proc.stderr
+
+
+def test_an_input_error_that_is_also_an_oserror_is_its_own_line():
+    from bbuqc.cli import _error_lines
+    from bbuqc.data.rows import RowFileNotFoundError
+
+    err = RowFileNotFoundError("/d/rows.jsonl:2: images: file not found: /d/gone.jpg")
+    assert isinstance(err, FileNotFoundError) and err.filename is None
+    assert _error_lines(err) == ["/d/rows.jsonl:2: images: file not found: /d/gone.jpg"]
+
+
+def test_a_missing_training_image_is_a_row_error(tmp_path):
+    from bbuqc.data.rows import RowFormatError, load_summary_rows
+
+    rows = tmp_path / "rows.jsonl"
+    row = {"messages": [], "images": [str(tmp_path / "gone.jpg")], "solution": "x", "mission": "bbu_wind",
+           "metadata": {"domain": "BBU", "irrelevant": False, "summary_ref": "{}"}}
+    rows.write_text(json.dumps(row) + "\n")
+    with pytest.raises(RowFormatError, match=rf"{rows}:1: images: file not found"):
+        load_summary_rows(rows)
+
+
+def test_a_stage_a_output_under_a_file_says_so(tmp_path):
+    from bbuqc.io.jsonl import JsonlError, ResumableJsonl
+
+    (tmp_path / "a-file").write_text("x")
+    writer = ResumableJsonl(tmp_path / "a-file" / "out.jsonl", parse=lambda o: o, key=lambda r: r["k"])
+    with pytest.raises(JsonlError, match=rf"cannot open for writing: Not a directory: {tmp_path}/a-file is a file"):
+        writer.open()
