@@ -23,6 +23,9 @@ test-full: $(STAMP)  ## everything, slow tests included
 bench: $(STAMP)  ## benchmarks; figures to outputs/bench/
 	$(PY) -m benchmarks
 
+faults: $(STAMP)  ## the fault battery: kills + resume, concurrent writers, every bad input of docs/errors.md (~10 min)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m benchmarks.fault_battery
+
 lint: $(STAMP)
 	$(PY) -m ruff check bbuqc tests benchmarks
 
