@@ -1,7 +1,7 @@
 """Wall time of one 4-job sweep: the Ray launcher with 2 parallel workers against the basic
 (sequential, in-process) launcher, same jobs, same invocation.
 
-The sweep is `+experiment=sweep_smoke` (2 header weights x 2 LoRA K, one short GRPO step each on
+The sweep is `experiment=sweep_smoke` (2 header weights x 2 LoRA K, one short GRPO step each on
 the tiny model, W&B offline). A single training run first builds the tiny model and synthetic
 data into the cache and warms the file cache, so neither launcher pays for that. Each sweep
 runs in its own process, timed from start to exit, and must finish with 4 completed jobs.
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 0.65
 WORKERS = 2
-SWEEP = ["+experiment=sweep_smoke"]
+SWEEP = ["experiment=sweep_smoke"]
 LAUNCHERS = {
     "basic": [],
     # a fresh local Ray instance (never a cluster already running here) with 2 CPU workers
