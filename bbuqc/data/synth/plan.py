@@ -95,6 +95,17 @@ def _conform(category: str, n: int, bad: int = 0) -> list[Obj]:
     return _many(category, "符合性", "符合", "不符合", n, bad)
 
 
+def _conforming(rng: random.Random, mode: str, categories: tuple[tuple[str, str], ...]) -> list[Obj]:
+    """1-2 items of each ``(key, category)`` with a 符合性: mode ``no_<key>`` leaves the category out,
+    ``bad_<key>`` makes at least one of its items 不符合."""
+    objs = []
+    for key, category in categories:
+        if mode != f"no_{key}":
+            n = _n(rng)
+            objs += _conform(category, n, bad=rng.randint(1, n) if mode == f"bad_{key}" else 0)
+    return objs
+
+
 def _fasteners(n: int, bad: int = 0) -> list[Obj]:
     return _many("紧固件", "安装状态", "合格", "不合格", n, bad)
 
@@ -154,11 +165,7 @@ def _plan_bbu(m: Mission, rng: random.Random, fail: bool) -> tuple[list[Obj], st
     elif m.id == "bbu_ground":
         modes = ("no_cabinet", "bad_cabinet", "no_bar", "bad_bar", "no_wire", "messy_wire")
         mode = rng.choice(modes) if fail else ""
-        objs = []
-        for key, category in (("cabinet", "机柜处接地螺丝"), ("bar", "地排处接地螺丝")):
-            if mode != f"no_{key}":
-                n = _n(rng)
-                objs += _conform(category, n, bad=rng.randint(1, n) if mode == f"bad_{key}" else 0)
+        objs = _conforming(rng, mode, (("cabinet", "机柜处接地螺丝"), ("bar", "地排处接地螺丝")))
         if mode != "no_wire":
             n = _n(rng)
             objs += [_wire(rng, neat=not (mode == "messy_wire" and i == 0)) for i in range(n)]
@@ -166,11 +173,7 @@ def _plan_bbu(m: Mission, rng: random.Random, fail: bool) -> tuple[list[Obj], st
     elif m.id == "bbu_cable":
         modes = ("no_bbu_plug", "bad_bbu_plug", "no_odf_plug", "bad_odf_plug", "no_fibre", "bare_fibre", "bent_fibre")
         mode = rng.choice(modes) if fail else ""
-        objs = []
-        for key, category in (("bbu_plug", "BBU端光纤插头"), ("odf_plug", "ODF端光纤插头")):
-            if mode != f"no_{key}":
-                n = _n(rng)
-                objs += _conform(category, n, bad=rng.randint(1, n) if mode == f"bad_{key}" else 0)
+        objs = _conforming(rng, mode, (("bbu_plug", "BBU端光纤插头"), ("odf_plug", "ODF端光纤插头")))
         if mode != "no_fibre":
             n = _n(rng)
             objs += [
