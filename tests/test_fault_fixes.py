@@ -24,13 +24,14 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})})
 
 
-def _checkpoint(folder: Path, rank: int) -> Path:
+def _checkpoint(folder: Path, rank: int, modules_to_save: list[str] | None = None) -> Path:
     """A complete checkpoint (every file a resume needs) whose LoRA has rank ``rank``."""
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank}))
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank,
+                                                            "modules_to_save": modules_to_save}))
     save_file({"w": torch.zeros(2, 2)}, str(folder / "adapter_model.safetensors"))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 1, "log_history": []}))
     for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
@@ -47,6 +48,29 @@ def test_resume_with_another_lora_rank_is_refused(tmp_path):
     assert [p for p in problems(other, "train") if "lora.rank" in p] == [
         f"lora.rank=16: train.resume_from={ckpt} has rank 8; a resumed run continues that LoRA, so set lora.rank=8"]
     assert not [p for p in problems(same, "train") if "lora.rank" in p]
+
+
+def test_continuing_a_lora_with_other_modules_to_save_is_refused(tmp_path):
+    # PEFT restores the checkpoint's modules_to_save whatever the run says: say it, so the config is true
+    ckpt = _checkpoint(tmp_path / "checkpoint-1", rank=8, modules_to_save=["lm_head", "embed_tokens"])
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        other = compose(config_name="train", overrides=[f"model.adapter={ckpt}", "lora.rank=8", "lora.last_k=2"])
+        same = compose(config_name="train", overrides=[f"model.adapter={ckpt}", "lora.rank=8",
+                                                       "lora.modules_to_save=[embed_tokens,lm_head]"])
+    assert [p for p in problems(other, "train") if "modules_to_save" in p] == [
+        f"lora.modules_to_save=[]: model.adapter={ckpt} trains ['embed_tokens', 'lm_head']; training continues "
+        "that LoRA, so set lora.modules_to_save=['embed_tokens', 'lm_head']"]
+    assert not [p for p in problems(same, "train") if "modules_to_save" in p]
+
+
+def test_modules_to_save_on_tied_embeddings_is_refused_before_weights_load(tmp_path):
+    # tiny_text ties lm_head to embed_tokens: PEFT would train a copy of one and leave the other frozen
+    proc = _run("bbuqc.train", "task=verdict", "algo=sft", "model=tiny_text", "lora.modules_to_save=[embed_tokens]",
+                "logger=none", f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert line.startswith("error: lora.modules_to_save=['embed_tokens']: ") and "ties lm_head to embed_tokens" in line
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
 
 
 @pytest.mark.parametrize("command", ["infer", "evaluate", "train"])

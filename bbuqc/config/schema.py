@@ -232,11 +232,24 @@ class LoraConfig:
     rank: int = 8  # LoRA rank r
     alpha: int = 16  # LoRA alpha (scale alpha / r)
     dropout: float = 0.05  # LoRA dropout
+    # whole LLM modules trained beside the LoRA and saved in its checkpoint (PEFT's modules_to_save):
+    # [embed_tokens, lm_head] when the embeddings carry no meaning yet (the demo's randomly initialised
+    # twins, new tokens). A model with tied embeddings cannot (its lm_head is embed_tokens); vLLM serves
+    # such an adapter only merged (bbuqc-export).
+    modules_to_save: list[str] = field(default_factory=list)
+
+
+#: What lora.modules_to_save may name: the LLM's input embeddings and output layer (never vision).
+SAVABLE_MODULES = ("embed_tokens", "lm_head")
 
 
 def check_lora(lora: DictConfig) -> list[str]:
     """The LoRA's own numbers; against the model's depth and a continued adapter: validate.py."""
     out = _at_least(lora, "lora", ("rank",))
+    unknown = [m for m in lora.modules_to_save if m not in SAVABLE_MODULES]
+    if unknown or len(set(lora.modules_to_save)) != len(lora.modules_to_save):
+        out.append(f"lora.modules_to_save={list(lora.modules_to_save)}: expected distinct names among "
+                   f"{', '.join(SAVABLE_MODULES)}")
     if not lora.alpha > 0:
         out.append(f"lora.alpha={lora.alpha}: expected a number > 0")
     if not 0 <= lora.dropout < 1:

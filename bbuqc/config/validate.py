@@ -117,8 +117,8 @@ def _lora_fits_model(cfg: DictConfig) -> list[str]:
 
 def _adapter_lora_problems(cfg: DictConfig) -> list[str]:
     """Training from model.adapter continues that LoRA, and train.resume_from restores its checkpoint's
-    LoRA (ms-swift keeps the checkpoint's rank whatever lora.rank says), so lora.last_k / lora.rank must
-    describe it."""
+    LoRA (ms-swift keeps the checkpoint's rank whatever lora.rank says), so lora.last_k / lora.rank /
+    lora.modules_to_save must describe it."""
     from bbuqc.models.adapters import read_adapter
 
     resume = cfg.train.get("resume_from")
@@ -138,6 +138,9 @@ def _adapter_lora_problems(cfg: DictConfig) -> list[str]:
         if adapter.rank and adapter.rank != lora.rank:
             out.append(f"lora.rank={lora.rank}: {field}={path} has rank {adapter.rank}; "
                        f"{why}, so set lora.rank={adapter.rank}")
+        if set(adapter.modules_to_save) != set(lora.modules_to_save):
+            out.append(f"lora.modules_to_save={list(lora.modules_to_save)}: {field}={path} trains "
+                       f"{list(adapter.modules_to_save)}; {why}, so set lora.modules_to_save={list(adapter.modules_to_save)}")
     return out
 
 

@@ -29,6 +29,7 @@ class AdapterInfo:
     rank: int | None
     blocks: tuple[int, ...]  # LLM decoder blocks that carry LoRA weights
     input_widths: frozenset[int]  # in_features of every adapted Linear
+    modules_to_save: tuple[str, ...] = ()  # whole modules trained beside the LoRA (PEFT modules_to_save)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ def read_adapter(path: str | Path) -> AdapterInfo:
             model_type = json.loads(args_file.read_text(encoding="utf-8")).get("model_type")
         except (OSError, ValueError):
             model_type = None
-    return AdapterInfo(path, config.get("base_model_name_or_path"), model_type, config.get("r"), tuple(blocks), widths)
+    saved = tuple(sorted(config.get("modules_to_save") or ()))
+    return AdapterInfo(path, config.get("base_model_name_or_path"), model_type, config.get("r"), tuple(blocks), widths,
+                       saved)
 
 
 def read_base(path: str | Path) -> BaseInfo | None:

@@ -51,7 +51,7 @@ OWNED = {
     "check_model": "(bbuqc: offline)", "use_hf": "(bbuqc: offline)", "torch_dtype": "compute.precision",
     "tuner_type": "(bbuqc: LoRA)", "target_regex": "lora.last_k", "lora_rank": "lora.rank",
     "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout", "freeze_vit": "lora.last_k",
-    "freeze_aligner": "lora.last_k", "adapters": "model.adapter",
+    "freeze_aligner": "lora.last_k", "adapters": "model.adapter", "modules_to_save": "lora.modules_to_save",
     "dataset": "data.*", "split_dataset_ratio": "data.val_fraction", "remove_unused_columns": "(bbuqc: reward columns)",
     "dataset_num_proc": "(bbuqc)", "dataloader_num_workers": "train.dataloader_num_workers",
     "max_length": "train.max_length", "per_device_train_batch_size": "train.per_device_batch_size",
@@ -104,6 +104,7 @@ def _common_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "lora_dropout": lora.dropout,
         "freeze_vit": True,
         "freeze_aligner": True,
+        "modules_to_save": list(lora.modules_to_save),
         # data: rows prepared by bbuqc.training.data, kept whole so rewards get their columns
         "dataset": [str(inputs.dataset)],
         "split_dataset_ratio": 0.0,

@@ -74,3 +74,21 @@ def linear_module_names(model_dir: str) -> list[str]:
     with torch.device("meta"):
         model = (AutoModelForImageTextToText if vl else AutoModelForCausalLM).from_config(config)
     return [name for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)]
+
+
+def modules_to_save_problem(model_dir: str, modules: Iterable[str]) -> str | None:
+    """Why lora.modules_to_save cannot be trained on this checkpoint (None: it can). A model whose
+    output layer is tied to its input embeddings has one matrix under two names: PEFT would train a
+    copy of embed_tokens while lm_head stays the frozen original (or the two copies drift apart)."""
+    import json
+    from pathlib import Path
+
+    modules = list(modules)
+    if not modules:
+        return None
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    # a VL config may say it at the top or in text_config; either one ties them
+    if any(c.get("tie_word_embeddings") for c in (config, config.get("text_config") or {})):
+        return (f"lora.modules_to_save={modules}: {model_dir} ties lm_head to embed_tokens "
+                "(tie_word_embeddings); use a checkpoint with an untied output layer or leave it empty")
+    return None

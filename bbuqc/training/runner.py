@@ -49,9 +49,13 @@ def prepare(cfg: DictConfig, run_dir: Path):
     from bbuqc.models.resolve import resolve_model
     from bbuqc.training.args import RunInputs
     from bbuqc.training.data import prepare_datasets
-    from bbuqc.training.lora import last_k_target_regex, linear_module_names
+    from bbuqc.errors import InputError
+    from bbuqc.training.lora import last_k_target_regex, linear_module_names, modules_to_save_problem
 
     model = resolve_model(cfg)  # sets MAX_PIXELS, which the training copies of images follow
+    problem = modules_to_save_problem(model.path, cfg.lora.modules_to_save)
+    if problem:
+        raise InputError(problem)
     regex, targets = last_k_target_regex(linear_module_names(model.path), cfg.lora.last_k)
     log.info("LoRA on the last %d LLM blocks: %d Linear modules", cfg.lora.last_k, len(targets))
     data = prepare_datasets(cfg, run_dir / "data")

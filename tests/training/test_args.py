@@ -31,7 +31,7 @@ def test_default_cpu_mapping():
         "rlhf_type": "grpo", "model": "/models/m", "model_type": "qwen2_5_vl", "template": "qwen2_5_vl",
         "check_model": False, "use_hf": True, "torch_dtype": "float32",
         "tuner_type": "lora", "target_regex": "^x$", "lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.1,
-        "freeze_vit": True, "freeze_aligner": True,
+        "freeze_vit": True, "freeze_aligner": True, "modules_to_save": [],
         "dataset": ["/runs/r1/data/train.jsonl"], "split_dataset_ratio": 0.0, "remove_unused_columns": False,
         "dataset_num_proc": 1, "dataloader_num_workers": 0, "max_length": 2048,
         "reward_funcs": [
@@ -197,6 +197,14 @@ def test_every_argument_bbuqc_sets_names_its_bbuqc_field():
     from dataclasses import replace
 
     assert set(swift_kwargs(cfg, replace(INPUTS, adapter="/a"))) <= set(OWNED)
+
+
+def test_modules_to_save_reach_ms_swift_and_bad_names_are_refused():
+    assert kwargs("lora.modules_to_save=[embed_tokens,lm_head]")["modules_to_save"] == ["embed_tokens", "lm_head"]
+    for bad in ("[visual]", "[lm_head,lm_head]"):
+        found = _problems(f"lora.modules_to_save={bad}")
+        assert len(found) == 1 and found[0].startswith(f"lora.modules_to_save=") and \
+            found[0].endswith("expected distinct names among embed_tokens, lm_head"), found
 
 
 def _problems(*overrides: str) -> list[str]:
