@@ -63,6 +63,18 @@ def test_continuing_a_lora_with_other_modules_to_save_is_refused(tmp_path):
     assert not [p for p in problems(same, "train") if "modules_to_save" in p]
 
 
+def test_vllm_refuses_an_adapter_with_whole_modules_naming_the_way_out(tmp_path):
+    ckpt = _checkpoint(tmp_path / "checkpoint-1", rank=8, modules_to_save=["embed_tokens", "lm_head"])
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        vllm = compose(config_name="infer", overrides=[f"model.adapter={ckpt}", "infer.backend=vllm"])
+        hf = compose(config_name="infer", overrides=[f"model.adapter={ckpt}"])
+    assert [p for p in problems(vllm, "infer") if "vllm" in p] == [
+        f"model.adapter={ckpt}: trains whole modules (embed_tokens, lm_head; lora.modules_to_save), which "
+        "infer.backend=vllm cannot apply; merge it (bbuqc-export) and pass the merged folder as model.path, "
+        "or use infer.backend=hf"]
+    assert not [p for p in problems(hf, "infer") if "vllm" in p]
+
+
 def test_modules_to_save_on_tied_embeddings_is_refused_before_weights_load(tmp_path):
     # tiny_text ties lm_head to embed_tokens: PEFT would train a copy of one and leave the other frozen
     proc = _run("bbuqc.train", "task=verdict", "algo=sft", "model=tiny_text", "lora.modules_to_save=[embed_tokens]",

@@ -229,7 +229,24 @@ def _infer_inputs(cfg: DictConfig) -> list[str]:
     if not cfg.model.multimodal:
         out.append(f"model={cfg.model.preset}: a text-only model (model.multimodal=false) cannot summarise "
                    "images; Stage-A needs a VL model (e.g. model=tiny)")
-    return out
+    return out + _vllm_adapter(cfg)
+
+
+def _vllm_adapter(cfg: DictConfig) -> list[str]:
+    """vLLM applies a LoRA's low-rank weights per request; the whole modules of lora.modules_to_save it cannot."""
+    from bbuqc.models.adapters import read_adapter
+
+    if cfg.infer.backend != S.StageABackend.vllm or not _model_usable(cfg.model):
+        return []
+    try:
+        saved = read_adapter(cfg.model.adapter).modules_to_save
+    except ValueError:
+        return []  # check_model names it
+    if not saved:
+        return []
+    return [f"model.adapter={cfg.model.adapter}: trains whole modules ({', '.join(saved)}; lora.modules_to_save), "
+            "which infer.backend=vllm cannot apply; merge it (bbuqc-export) and pass the merged folder as "
+            "model.path, or use infer.backend=hf"]
 
 
 def _evaluate_inputs(cfg: DictConfig) -> list[str]:
