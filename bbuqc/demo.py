@@ -23,7 +23,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +54,7 @@ class Settings:
     overrides: dict[str, list[str]] = field(default_factory=dict)  # extra overrides per stage
 
 
-FULL = Settings(groups_per_mission=60, test_groups_per_mission=12)
+FULL = Settings(groups_per_mission=300, test_groups_per_mission=12)
 QUICK = Settings(
     groups_per_mission=6,
     test_groups_per_mission=2,
@@ -77,6 +79,10 @@ class Demo:
         self.python = python
         self.timings: dict[str, float] = {}
         self.run_dirs: dict[str, str] = {}
+        # stages run two at a time: when one fails, the other is stopped instead of finishing for nothing
+        self._running: set[subprocess.Popen] = set()
+        self._first_failure = ""  # set once, by the first stage that fails
+        self._lock = threading.Lock()  # starting a stage and stopping them all never interleave
 
     # -- running the real commands ------------------------------------------------------------------
 
@@ -93,10 +99,23 @@ class Demo:
         with log_path.open("w", encoding="utf-8") as log:
             log.write(" ".join(cmd) + "\n")
             log.flush()
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env())
+            with self._lock:
+                if self._first_failure:
+                    raise DemoError(self._first_failure)
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env())
+                self._running.add(proc)
+            try:
+                returncode = proc.wait()
+            finally:
+                self._running.discard(proc)
         self.timings[stage] = round(time.perf_counter() - start, 1)
-        if proc.returncode != 0:
-            raise DemoError(f"stage {stage} failed (exit {proc.returncode}); see {log_path}")
+        if returncode != 0:
+            with self._lock:
+                if not self._first_failure:  # the stages stopped because of it report it too
+                    self._first_failure = f"stage {stage} failed (exit {returncode}); see {log_path}"
+                    for other in list(self._running):
+                        other.terminate()
+            raise DemoError(self._first_failure)
         print(f"[demo] {stage}: done in {self.timings[stage]:.0f} s -> {run_dir}", flush=True)
         self.run_dirs[stage] = str(run_dir)
         return run_dir
@@ -123,6 +142,31 @@ class Demo:
 
     # -- the lifecycle ------------------------------------------------------------------------------
 
+    def summary_chain(self, test: Path) -> tuple[Path, Path, list[str]]:
+        """a. SFT of the summary model; b. Stage-A with its best checkpoint on the test world's images."""
+        summary_run = self.command("summary_sft", "bbuqc.train", ["experiment=demo_summary_sft", *self.data_overrides()])
+        summary_ckpt = best_checkpoint(summary_run)
+        stage_a_dir = self.out / "stage_a"
+        self.command("stage_a", "bbuqc.infer", [
+            "experiment=demo_stage_a", f"mission={','.join(MISSIONS)}", f"model.adapter={summary_ckpt}",
+            f"data.root={test / 'images'}", f"infer.output={stage_a_dir}/${{mission.id}}.jsonl",
+        ], multirun=True)
+        return summary_run, summary_ckpt, sorted(str(p) for p in stage_a_dir.glob("*.jsonl"))
+
+    def verdict_chain(self) -> tuple[Path, Path, Path, Path]:
+        """c. SFT of the verdict model, then GRPO from the SFT adapter's best checkpoint."""
+        sft_run = self.command("verdict_sft", "bbuqc.train", ["experiment=demo_verdict_sft", *self.data_overrides()])
+        sft_ckpt = best_checkpoint(sft_run)
+        grpo_run = self.command("verdict_grpo", "bbuqc.train",
+                                ["experiment=demo_verdict_grpo", f"model.adapter={sft_ckpt}", *self.data_overrides()])
+        return sft_run, sft_ckpt, grpo_run, best_checkpoint(grpo_run)
+
+    def evaluate(self, name: str, adapter: Path | None, source: str, files: list[str]) -> dict:
+        overrides = ["experiment=demo_evaluate", f"data.stage_a_jsonl=[{','.join(files)}]"]
+        if adapter:
+            overrides.append(f"model.adapter={adapter}")
+        return read_json(self.command(f"evaluate_{name}_{source}", "bbuqc.evaluate", overrides) / "metrics.json")
+
     def run(self) -> dict:
         if self.out.exists():  # a fresh demo every time: figures never mix two runs
             shutil.rmtree(self.out)
@@ -130,35 +174,25 @@ class Demo:
         total_start = time.perf_counter()
         test = self.world(TEST_SEED, self.settings.test_groups_per_mission)
         test_perfect = sorted(str(p) for p in (test / "stage_a").glob("*.jsonl"))
+        self.world(TRAIN_SEED, self.settings.groups_per_mission)  # once, before two stages want it
 
-        # a. the summary model
-        summary_run = self.command("summary_sft", "bbuqc.train", ["experiment=demo_summary_sft", *self.data_overrides()])
-        summary_ckpt = best_checkpoint(summary_run)
-
-        # b. Stage-A with it on the test world's images, one job per mission
-        stage_a_dir = self.out / "stage_a"
-        self.command("stage_a", "bbuqc.infer", [
-            "experiment=demo_stage_a", f"mission={','.join(MISSIONS)}", f"model.adapter={summary_ckpt}",
-            f"data.root={test / 'images'}", f"infer.output={stage_a_dir}/${{mission.id}}.jsonl",
-        ], multirun=True)
-        stage_a_files = sorted(str(p) for p in stage_a_dir.glob("*.jsonl"))
-
-        # c. the verdict model: SFT, then GRPO from the SFT adapter's best checkpoint
-        sft_run = self.command("verdict_sft", "bbuqc.train", ["experiment=demo_verdict_sft", *self.data_overrides()])
-        sft_ckpt = best_checkpoint(sft_run)
-        grpo_run = self.command("verdict_grpo", "bbuqc.train",
-                                ["experiment=demo_verdict_grpo", f"model.adapter={sft_ckpt}", *self.data_overrides()])
-        grpo_ckpt = best_checkpoint(grpo_run)
+        # The summary chain (a, b) and the verdict chain (c) share nothing but the training world, so they
+        # run side by side, one process (and one core) each.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            summary_chain = pool.submit(self.summary_chain, test)
+            verdict_chain = pool.submit(self.verdict_chain)
+            summary_run, summary_ckpt, stage_a_files = summary_chain.result()
+            sft_run, sft_ckpt, grpo_run, grpo_ckpt = verdict_chain.result()
 
         # d. every verdict model on the test world's groups, from perfect and from step b's records
+        jobs = [(name, adapter, source, files)
+                for name, adapter in (("base", None), ("sft", sft_ckpt), ("grpo", grpo_ckpt))
+                for source, files in (("perfect", test_perfect), ("end_to_end", stage_a_files))]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            done = list(pool.map(lambda job: self.evaluate(*job), jobs))
         evaluations: dict[str, dict[str, dict]] = {}
-        for name, adapter in (("base", None), ("sft", sft_ckpt), ("grpo", grpo_ckpt)):
-            for source, files in (("perfect", test_perfect), ("end_to_end", stage_a_files)):
-                overrides = ["experiment=demo_evaluate", f"data.stage_a_jsonl=[{','.join(files)}]"]
-                if adapter:
-                    overrides.append(f"model.adapter={adapter}")
-                run_dir = self.command(f"evaluate_{name}_{source}", "bbuqc.evaluate", overrides)
-                evaluations.setdefault(name, {})[source] = read_json(run_dir / "metrics.json")
+        for (name, _, source, _), metrics in zip(jobs, done):
+            evaluations.setdefault(name, {})[source] = metrics
         self.timings["total"] = round(time.perf_counter() - total_start, 1)
 
         metrics = collect(

@@ -55,3 +55,26 @@ def test_quick_demo_writes_the_report(tmp_path):
     for run in ("summary_sft", "verdict_sft", "verdict_grpo"):
         assert f"![{run}.png]({run}.png)" in summary
         assert (out / f"{run}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failing_stage_stops_the_stage_beside_it_and_is_the_error_reported(tmp_path):
+    """The two chains run side by side: when one stage fails, the other is stopped (not left to finish
+    for nothing) and both report the first failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bbuqc.demo import QUICK, Demo, DemoError
+
+    finished = tmp_path / "slow-stage-finished"
+    fake_python = tmp_path / "python"  # Demo runs `<python> -m <module> ...`: the module decides
+    fake_python.write_text(f'#!/bin/sh\nif [ "$2" = fail ]; then sleep 1; exit 3; fi\nsleep 60 && touch {finished}\n')
+    fake_python.chmod(0o755)
+    demo = Demo(tmp_path / "out", QUICK, python=str(fake_python))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        slow = pool.submit(demo.command, "slow", "slow", [])
+        bad = pool.submit(demo.command, "bad", "fail", [])
+        for future in (bad, slow):
+            with pytest.raises(DemoError, match=r"stage bad failed \(exit 3\); see .*bad\.log"):
+                future.result()
+    assert not finished.exists()  # stopped, not waited for
+    with pytest.raises(DemoError, match="stage bad failed"):  # nothing starts after a failure
+        demo.command("later", "slow", [])

@@ -42,13 +42,18 @@ KINDS = ("vl", "text", "vl_demo", "text_demo")
 #: Folder names; bump the version suffix whenever the architecture / tokenizer / seed changes,
 #: so stale caches are never reused.
 MODEL_DIRS = {"vl": "tiny-qwen2-vl-v3", "text": "tiny-qwen2-v3",
-              "vl_demo": "tiny-demo-qwen2-vl-v1", "text_demo": "tiny-demo-qwen2-v1"}
-#: The architecture family of each kind: the ``*_demo`` kinds are wider, deeper twins for `make demo`
-#: (bbuqc/demo.py), where the models must actually learn the tasks; tests keep the fast ``vl``/``text``.
+              "vl_demo": "tiny-demo-qwen2-vl-v2", "text_demo": "tiny-demo-qwen2-v2"}
+#: The architecture family of each kind: the ``*_demo`` kinds are the twins `make demo` (bbuqc/demo.py)
+#: trains for real, embeddings included (:data:`TRAINED_EMBEDDINGS`); tests keep the fast ``vl``/``text``.
 FAMILY = {"vl": "vl", "text": "text", "vl_demo": "vl", "text_demo": "text"}
 #: Config preset (``model=<preset>``, bbuqc/conf/model/) -> kind.
 PRESET_KINDS = {"tiny": "vl", "tiny_text": "text", "tiny_demo": "vl_demo", "tiny_text_demo": "text_demo"}
 OUTPUT_SCALE = 10.0  # embedding / output-layer rows: std 0.2 instead of 0.02 (see build_tiny_model)
+#: Kinds whose embeddings and output layer are meant to be trained (lora.modules_to_save=[embed_tokens,
+#: lm_head], as the demo experiments do): random embeddings carry no meaning, and a LoRA on frozen random
+#: ones does not learn the verdict (docs/demo.md). Their output layer is untied (PEFT cannot train a tied
+#: pair) and their rows keep transformers' init (std 0.02) instead of OUTPUT_SCALE.
+TRAINED_EMBEDDINGS = frozenset({"vl_demo", "text_demo"})
 #: Tokenizer layout of each kind (see :mod:`bbuqc.models.tokenizer`): VL needs Qwen's ids, text is compact.
 TOKENIZER_LAYOUTS = {"vl": "qwen", "text": "compact"}  # per family (FAMILY)
 #: Written last into a finished folder; its presence means "complete".
@@ -74,11 +79,12 @@ PATCH = 14
 MERGE = 2
 TEMPORAL_PATCH = 2
 #: LLM sizes of each kind: (hidden, intermediate, layers, heads, kv heads, M-RoPE section). The demo
-#: twins need the width to separate a few hundred frozen random token embeddings and room for LoRA.
+#: verdict twin is wider (the decision needs the room); the demo VL twin keeps the test sizes, because
+#: its trained embeddings and output layer are 151936 rows each (every checkpoint carries them).
 SIZES = {
     "vl": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
     "text": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
-    "vl_demo": (128, 256, 4, 4, 2, [4, 6, 6]),
+    "vl_demo": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
     "text_demo": (128, 256, 4, 4, 2, [4, 6, 6]),
 }
 # Image processor limits: 56*56 .. 112*112 pixels -> 4..16 visual tokens (after the 2x2 merge).
@@ -247,7 +253,7 @@ def _text_kwargs(vocab_size: int, ids: dict[str, int], kind: str = "text") -> di
         rms_norm_eps=1e-6,
         use_sliding_window=False,
         max_window_layers=layers,
-        tie_word_embeddings=True,
+        tie_word_embeddings=kind not in TRAINED_EMBEDDINGS,
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -408,9 +414,10 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     # ever get more than ~0.2% probability and no amount of GRPO/SFT would teach the model a
     # format. Scaled rows give a range of ~13, as in a trained checkpoint.
     with torch.no_grad():
-        model.get_input_embeddings().weight.mul_(OUTPUT_SCALE)
-        if not config.get_text_config().tie_word_embeddings:
-            model.get_output_embeddings().weight.mul_(OUTPUT_SCALE)
+        if kind not in TRAINED_EMBEDDINGS:
+            model.get_input_embeddings().weight.mul_(OUTPUT_SCALE)
+            if not config.get_text_config().tie_word_embeddings:
+                model.get_output_embeddings().weight.mul_(OUTPUT_SCALE)
     model.generation_config = _generation_config(ids)
     model.save_pretrained(str(out))
     _save_processor(kind, out, backend)

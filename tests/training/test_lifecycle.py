@@ -188,3 +188,37 @@ def test_merged_export_is_a_model_path_for_evaluate(sft_verdict, tmp_path):
             "evaluate.progress=false", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["overall"]["n"] == 4 and metrics["settings"]
+
+
+def test_modules_to_save_train_the_embeddings_and_travel_with_the_adapter(session_cache, tmp_path):
+    """lora.modules_to_save (the demo twins' setting): the checkpoint carries trained copies of the
+    embeddings and output layer beside the LoRA, and a merged export of it generates exactly what the
+    base + adapter does."""
+    import torch
+    from safetensors import safe_open
+
+    from bbuqc.models.loading import load_model_and_processor
+
+    run = tmp_path / "run"
+    command("train", "algo=sft", "task=verdict", "model=tiny_text_demo", "lora.last_k=1",
+            "lora.modules_to_save=[embed_tokens,lm_head]", "train.max_steps=2", "train.learning_rate=5e-2",
+            "logger=none", f"hydra.run.dir={run}")
+    adapter = run / "checkpoint-2"
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    assert sorted(config["modules_to_save"]) == ["embed_tokens", "lm_head"]
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any("embed_tokens" in k for k in keys) and any("lm_head" in k for k in keys)
+    base = tiny_model_dir("text_demo")
+    tuned, tok = load_model_and_processor(base, multimodal=False, adapter=adapter)
+    plain, _ = load_model_and_processor(base, multimodal=False)
+    assert not torch.equal(tuned.lm_head.weight, plain.lm_head.weight)  # the output layer trained
+    assert not torch.equal(tuned.get_input_embeddings().weight, plain.get_input_embeddings().weight)
+
+    out = tmp_path / "merged"
+    command("export", f"model.adapter={adapter}", f"export.output={out}", f"hydra.run.dir={tmp_path / 'export'}")
+    merged, _ = load_model_and_processor(out, multimodal=False)
+    enc = tok([PROMPT], return_tensors="pt")
+    kw = dict(max_new_tokens=8, do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        assert torch.equal(merged.generate(**enc, **kw), tuned.generate(**enc, **kw))
