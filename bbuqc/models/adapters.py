@@ -39,6 +39,7 @@ class BaseInfo:
     hidden_size: int | None
     num_layers: int | None
     intermediate_size: int | None
+    tied_embeddings: bool = False  # lm_head is embed_tokens (tie_word_embeddings, at the top or in text_config)
 
     def describe(self) -> str:
         return f"{self.architecture or 'unknown architecture'}, hidden size {self.hidden_size}, {self.num_layers} LLM blocks"
@@ -105,7 +106,8 @@ def read_base(path: str | Path) -> BaseInfo | None:
         layers = num_llm_layers_from_config(config, source=str(config_file))
     except ValueError:
         layers = None
-    return BaseInfo(Path(path), archs[0], text.get("hidden_size"), layers, text.get("intermediate_size"))
+    tied = any(c.get("tie_word_embeddings") for c in (config, config.get("text_config") or {}))
+    return BaseInfo(Path(path), archs[0], text.get("hidden_size"), layers, text.get("intermediate_size"), tied)
 
 
 def adapter_problem(adapter: AdapterInfo, base: BaseInfo | None, model_type: str | None) -> str | None:

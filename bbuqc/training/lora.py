@@ -80,15 +80,11 @@ def modules_to_save_problem(model_dir: str, modules: Iterable[str]) -> str | Non
     """Why lora.modules_to_save cannot be trained on this checkpoint (None: it can). A model whose
     output layer is tied to its input embeddings has one matrix under two names: PEFT would train a
     copy of embed_tokens while lm_head stays the frozen original (or the two copies drift apart)."""
-    import json
-    from pathlib import Path
+    from bbuqc.models.adapters import read_base
 
     modules = list(modules)
-    if not modules:
-        return None
-    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    # a VL config may say it at the top or in text_config; either one ties them
-    if any(c.get("tie_word_embeddings") for c in (config, config.get("text_config") or {})):
+    base = read_base(model_dir) if modules else None
+    if base is not None and base.tied_embeddings:
         return (f"lora.modules_to_save={modules}: {model_dir} ties lm_head to embed_tokens "
                 "(tie_word_embeddings); use a checkpoint with an untied output layer or leave it empty")
     return None
