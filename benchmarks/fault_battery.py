@@ -463,6 +463,26 @@ def _(d, w):
                  ["lora.rank=16", f"train.resume_from={w.adapter}", "lora.rank=8"])
 
 
+@case("train.modules-to-save-tied", "`lora.modules_to_save` on a model whose output layer is its embeddings")
+def _(d, w):
+    return Probe(["task=verdict", "algo=sft", "model=tiny_text", "lora.modules_to_save=[embed_tokens]", "logger=none"],
+                 ["lora.modules_to_save=['embed_tokens']", "ties lm_head to embed_tokens"])
+
+
+@case("infer.vllm-modules-to-save", "`infer.backend=vllm` with an adapter that trains whole modules")
+def _(d, w):
+    import torch
+    from safetensors.torch import save_file
+
+    ckpt = d / "checkpoint-1"  # only what the check reads: the adapter's config and a weights file
+    ckpt.mkdir()
+    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8,
+                                                          "modules_to_save": ["embed_tokens", "lm_head"]}))
+    save_file({"w": torch.zeros(2, 2)}, str(ckpt / "adapter_model.safetensors"))
+    return Probe([f"model.adapter={ckpt}", "infer.backend=vllm"],
+                 [f"model.adapter={ckpt}", "infer.backend=vllm cannot apply", "bbuqc-export"])
+
+
 # --- data files ----------------------------------------------------------------------------------
 
 TRAIN_VERDICT = ["task=verdict", "algo=sft", "data.source=files", "logger=none", "train.max_steps=1"]
