@@ -469,6 +469,12 @@ def _(d, w):
                  ["lora.modules_to_save=['embed_tokens']", "ties lm_head to embed_tokens"])
 
 
+@case("train.verdict-line-weight-summary", "`train.verdict_line_weight` on a run without a verdict line (task=summary)")
+def _(d, w):
+    return Probe(["task=summary", "algo=sft", "train.verdict_line_weight=10"],
+                 ["train.verdict_line_weight=10.0", "task=verdict algo=sft", "leave it at 1"])
+
+
 @case("infer.vllm-modules-to-save", "`infer.backend=vllm` with an adapter that trains whole modules")
 def _(d, w):
     import torch

@@ -311,6 +311,9 @@ class TrainConfig:
     warmup_steps: int = 0  # warm-up steps (overrides warmup_ratio when > 0)
     weight_decay: float = 0.1  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping norm
+    # SFT of the verdict model: the loss weight of the answer's verdict line (通过 / 不通过) against 1 for its
+    # 理由 line; the decision is 1 of ~14 answer tokens (bbuqc/training/loss_scale.py)
+    verdict_line_weight: float = 1.0
     # GRPO: prompt, completion, each reward and the advantage to completions.jsonl + a W&B table every N
     # steps (a multiple of logging_steps); null: never
     log_completions_steps: int | None = None
@@ -327,7 +330,8 @@ def check_train(t: DictConfig) -> list[str]:
         out.append(f"train.num_generations={t.num_generations}: GRPO needs at least 2 generations per prompt")
     if t.save_total_limit is not None and t.save_total_limit < 1:
         out.append(f"train.save_total_limit={t.save_total_limit}: expected an integer >= 1 (or null: keep all)")
-    for key, low in (("learning_rate", 0), ("temperature", 0), ("repetition_penalty", 0), ("max_grad_norm", 0)):
+    for key, low in (("learning_rate", 0), ("temperature", 0), ("repetition_penalty", 0), ("max_grad_norm", 0),
+                     ("verdict_line_weight", 0)):
         if not t[key] > low:
             out.append(f"train.{key}={t[key]}: expected a number > {low}")
     for key in ("beta", "weight_decay"):

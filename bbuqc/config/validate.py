@@ -103,6 +103,20 @@ def _grpo_only(cfg: DictConfig) -> list[str]:
     return out
 
 
+def _verdict_line_weight(cfg: DictConfig) -> list[str]:
+    """The weight scales the SFT loss of a verdict answer's first line: nothing else has one."""
+    weight = cfg.train.verdict_line_weight
+    if weight == 1:
+        return []
+    if cfg.task.name != S.Task.verdict or cfg.algo.name != S.Algo.sft:
+        return [f"train.verdict_line_weight={weight}: weights the verdict line of an SFT target (task=verdict "
+                f"algo=sft), not task={cfg.task.name} algo={cfg.algo.name}; leave it at 1"]
+    if "loss_scale" in cfg.train.extra:
+        return [f"train.extra.loss_scale: train.verdict_line_weight={weight} sets ms-swift's loss_scale; "
+                "use one of the two"]
+    return []
+
+
 def _lora_fits_model(cfg: DictConfig) -> list[str]:
     """lora.last_k against the model's depth, and against the LoRA a run continues."""
     lora = cfg.lora
@@ -282,7 +296,7 @@ def _export_base(cfg: DictConfig) -> list[str]:
 COMMAND_CHECKS: dict[str, tuple[Check, ...]] = {
     "train": (node(S.check_reward), _rewards_fit_task, node(S.check_train), _batch_sizes, node(S.check_chord),
               node(S.check_lora), _lora_fits_model, node(S.check_model), _adapter_fits_base, node(S.check_data),
-              node(S.check_compute), _algo_data, _validation_data, _grpo_only),
+              node(S.check_compute), _algo_data, _validation_data, _grpo_only, _verdict_line_weight),
     "infer": (node(S.check_model), _adapter_fits_base, node(S.check_data), node(S.check_compute),
               node(S.check_infer), _infer_inputs),
     "evaluate": (node(S.check_model), _adapter_fits_base, node(S.check_data), node(S.check_compute),
