@@ -49,14 +49,19 @@ TARGETS = {
 class Settings:
     """What differs between the full demo and `--quick` (the scaled-down run of the slow test)."""
 
-    groups_per_mission: int  # training world
+    groups_per_mission: int  # the summary model's training world
+    verdict_groups_per_mission: int  # the verdict model's training world (its groups' perfect Stage-A records)
     test_groups_per_mission: int  # test world
     overrides: dict[str, list[str]] = field(default_factory=dict)  # extra overrides per stage
 
 
-FULL = Settings(groups_per_mission=300, test_groups_per_mission=12)
+# The verdict model trains on more groups than the summary model has images for: 1000 a mission leave the
+# majority-label plateau more reliably than 300 (docs/demo.md, Reproducibility), and they cost the
+# summary chain nothing (a world of records is built in seconds).
+FULL = Settings(groups_per_mission=300, verdict_groups_per_mission=1000, test_groups_per_mission=12)
 QUICK = Settings(
     groups_per_mission=6,
+    verdict_groups_per_mission=6,
     test_groups_per_mission=2,
     overrides={
         "summary_sft": ["train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "data.val_fraction=0.2"],
@@ -137,14 +142,16 @@ class Demo:
                                          "synthetic_groups_per_mission": groups}})
         return synthetic_root(cfg)
 
-    def data_overrides(self) -> list[str]:
-        return [f"data.synthetic_seed={TRAIN_SEED}", f"data.synthetic_groups_per_mission={self.settings.groups_per_mission}"]
+    @staticmethod
+    def data_overrides(groups: int) -> list[str]:
+        return [f"data.synthetic_seed={TRAIN_SEED}", f"data.synthetic_groups_per_mission={groups}"]
 
     # -- the lifecycle ------------------------------------------------------------------------------
 
     def summary_chain(self, test: Path) -> tuple[Path, Path, list[str]]:
         """a. SFT of the summary model; b. Stage-A with its best checkpoint on the test world's images."""
-        summary_run = self.command("summary_sft", "bbuqc.train", ["experiment=demo_summary_sft", *self.data_overrides()])
+        summary_run = self.command("summary_sft", "bbuqc.train", ["experiment=demo_summary_sft",
+                                                                   *self.data_overrides(self.settings.groups_per_mission)])
         summary_ckpt = best_checkpoint(summary_run)
         stage_a_dir = self.out / "stage_a"
         self.command("stage_a", "bbuqc.infer", [
@@ -155,10 +162,11 @@ class Demo:
 
     def verdict_chain(self) -> tuple[Path, Path, Path, Path]:
         """c. SFT of the verdict model, then GRPO from the SFT adapter's best checkpoint."""
-        sft_run = self.command("verdict_sft", "bbuqc.train", ["experiment=demo_verdict_sft", *self.data_overrides()])
+        data = self.data_overrides(self.settings.verdict_groups_per_mission)
+        sft_run = self.command("verdict_sft", "bbuqc.train", ["experiment=demo_verdict_sft", *data])
         sft_ckpt = best_checkpoint(sft_run)
         grpo_run = self.command("verdict_grpo", "bbuqc.train",
-                                ["experiment=demo_verdict_grpo", f"model.adapter={sft_ckpt}", *self.data_overrides()])
+                                ["experiment=demo_verdict_grpo", f"model.adapter={sft_ckpt}", *data])
         return sft_run, sft_ckpt, grpo_run, best_checkpoint(grpo_run)
 
     def evaluate(self, name: str, adapter: Path | None, source: str, files: list[str]) -> dict:
@@ -174,7 +182,9 @@ class Demo:
         total_start = time.perf_counter()
         test = self.world(TEST_SEED, self.settings.test_groups_per_mission)
         test_perfect = sorted(str(p) for p in (test / "stage_a").glob("*.jsonl"))
-        self.world(TRAIN_SEED, self.settings.groups_per_mission)  # once, before two stages want it
+        # each training world once, before two stages want it
+        summary_world = self.world(TRAIN_SEED, self.settings.groups_per_mission)
+        verdict_world = self.world(TRAIN_SEED, self.settings.verdict_groups_per_mission)
 
         # The summary chain (a, b) and the verdict chain (c) share nothing but the training world, so they
         # run side by side, one process (and one core) each.
@@ -203,7 +213,7 @@ class Demo:
             checkpoints={"summary_checkpoint": str(summary_ckpt), "verdict_checkpoint": str(grpo_ckpt),
                          "verdict_sft_checkpoint": str(sft_ckpt)},
             run_dirs=self.run_dirs, timings=self.timings,
-            worlds={"train": str(self.world(TRAIN_SEED, self.settings.groups_per_mission)), "test": str(test)},
+            worlds={"summary_train": str(summary_world), "verdict_train": str(verdict_world), "test": str(test)},
         )
         from bbuqc.io.atomic import write_json_atomic
 

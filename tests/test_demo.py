@@ -43,12 +43,15 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert metrics["stage_a"]["groups"] > 0  # step b wrote records for the test world
     assert {"grpo.perfect.accuracy", "grpo.perfect.false_pass_rate", "grpo.perfect.invalid_rate",
             "summary.format", "summary.parse_ok"} <= set(metrics["targets"])
-    # the test world shares no group with the training world
-    train = {json.loads(line)["group_id"] for line in
-             (Path(metrics["worlds"]["train"]) / "verdict_rows.jsonl").read_text(encoding="utf-8").splitlines()}
-    test = {json.loads(line)["group_id"] for line in
-            (Path(metrics["worlds"]["test"]) / "verdict_rows.jsonl").read_text(encoding="utf-8").splitlines()}
-    assert train and test and not train & test
+    # the test world shares no group with either training world
+    def group_ids(world: str) -> set[str]:
+        rows = (Path(metrics["worlds"][world]) / "verdict_rows.jsonl").read_text(encoding="utf-8").splitlines()
+        return {json.loads(line)["group_id"] for line in rows}
+
+    test = group_ids("test")
+    for world in ("summary_train", "verdict_train"):
+        train = group_ids(world)
+        assert train and test and not train & test, world
 
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "| grpo | perfect |" in summary and "| grpo | end to end |" in summary
