@@ -186,8 +186,8 @@ class Demo:
         summary_world = self.world(TRAIN_SEED, self.settings.groups_per_mission)
         verdict_world = self.world(TRAIN_SEED, self.settings.verdict_groups_per_mission)
 
-        # The summary chain (a, b) and the verdict chain (c) share nothing but the training world, so they
-        # run side by side, one process (and one core) each.
+        # The summary chain (a, b) and the verdict chain (c) share nothing (each has its training world, built
+        # above), so they run side by side, one process (and one core) each.
         with ThreadPoolExecutor(max_workers=2) as pool:
             summary_chain = pool.submit(self.summary_chain, test)
             verdict_chain = pool.submit(self.verdict_chain)
