@@ -49,7 +49,7 @@ TARGETS = {
 class Settings:
     """What differs between the full demo and `--quick` (the scaled-down run of the slow test)."""
 
-    groups_per_mission: int  # the summary model's training world
+    summary_groups_per_mission: int  # the summary model's training world
     verdict_groups_per_mission: int  # the verdict model's training world (its groups' perfect Stage-A records)
     test_groups_per_mission: int  # test world
     overrides: dict[str, list[str]] = field(default_factory=dict)  # extra overrides per stage
@@ -57,10 +57,10 @@ class Settings:
 
 # The verdict model trains on more groups than the summary model has images for: 1000 a mission leave the
 # majority-label plateau more reliably than 300 (docs/demo.md, Reproducibility), and they cost the
-# summary chain nothing (a world of records is built in seconds).
-FULL = Settings(groups_per_mission=300, verdict_groups_per_mission=1000, test_groups_per_mission=12)
+# summary chain nothing (the larger world, images included, is built once before either chain starts).
+FULL = Settings(summary_groups_per_mission=300, verdict_groups_per_mission=1000, test_groups_per_mission=12)
 QUICK = Settings(
-    groups_per_mission=6,
+    summary_groups_per_mission=6,
     verdict_groups_per_mission=6,
     test_groups_per_mission=2,
     overrides={
@@ -151,7 +151,7 @@ class Demo:
     def summary_chain(self, test: Path) -> tuple[Path, Path, list[str]]:
         """a. SFT of the summary model; b. Stage-A with its best checkpoint on the test world's images."""
         summary_run = self.command("summary_sft", "bbuqc.train", ["experiment=demo_summary_sft",
-                                                                   *self.data_overrides(self.settings.groups_per_mission)])
+                                                                   *self.data_overrides(self.settings.summary_groups_per_mission)])
         summary_ckpt = best_checkpoint(summary_run)
         stage_a_dir = self.out / "stage_a"
         self.command("stage_a", "bbuqc.infer", [
@@ -183,7 +183,7 @@ class Demo:
         test = self.world(TEST_SEED, self.settings.test_groups_per_mission)
         test_perfect = sorted(str(p) for p in (test / "stage_a").glob("*.jsonl"))
         # each training world once, before two stages want it
-        summary_world = self.world(TRAIN_SEED, self.settings.groups_per_mission)
+        summary_world = self.world(TRAIN_SEED, self.settings.summary_groups_per_mission)
         verdict_world = self.world(TRAIN_SEED, self.settings.verdict_groups_per_mission)
 
         # The summary chain (a, b) and the verdict chain (c) share nothing (each has its training world, built

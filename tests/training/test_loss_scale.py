@@ -29,9 +29,8 @@ def test_the_verdict_line_weighs_the_weight_and_the_rest_of_the_answer_one(sessi
     tokens = _weighted_tokens(8.0)
     text = "".join(tok for tok, _ in tokens)
     assert text.startswith(ANSWER) and text[len(ANSWER):].startswith("<|im_end|>")  # the whole turn trains
-    weight_of = [scale for tok, scale in tokens]
-    n_line = len([tok for tok, _ in tokens[:3] if tok in ("不通过", "\n")])
-    assert n_line == 2 and weight_of[:2] == [8.0, 8.0]
+    weight_of = [scale for _, scale in tokens]
+    assert [tok for tok, _ in tokens[:2]] == ["不通过", "\n"] and weight_of[:2] == [8.0, 8.0]
     # the 理由 line and the end-of-turn suffix keep weight 1
     assert weight_of[2:] == [1.0] * (len(tokens) - 2)
     # registering again replaces the weight (one name in ms-swift's registry)
