@@ -182,8 +182,8 @@ def project_texts() -> list[str]:
     import random
 
     from bbuqc.data.synth import plan_group, summary_of
-    from bbuqc.missions.rules import judge_group
     from bbuqc.missions import MISSIONS
+    from bbuqc.missions.rules import judge_group
     from bbuqc.prompts.summary import reference_output, summary_system_prompt, summary_user_prompt
     from bbuqc.prompts.verdict import FAIL, PASS, verdict_solution, verdict_system_prompt, verdict_user_prompt
 

@@ -46,10 +46,10 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
 
 def prepare(cfg: DictConfig, run_dir: Path):
     from bbuqc.config.validate import reward_weights
+    from bbuqc.errors import InputError
     from bbuqc.models.resolve import resolve_model
     from bbuqc.training.args import RunInputs
     from bbuqc.training.data import prepare_datasets
-    from bbuqc.errors import InputError
     from bbuqc.training.lora import last_k_target_regex, linear_module_names, modules_to_save_problem
 
     model = resolve_model(cfg)  # sets MAX_PIXELS, which the training copies of images follow

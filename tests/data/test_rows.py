@@ -15,8 +15,8 @@ from bbuqc.data.rows import (
     verdict_row,
 )
 from bbuqc.data.synth import generate
-from bbuqc.missions.rules import judge_group
 from bbuqc.missions import MISSIONS, get_mission
+from bbuqc.missions.rules import judge_group
 from bbuqc.prompts import parse_verdict, summary_messages, verdict_messages
 
 SUMMARY = '{"dataset":"BBU","objects_total":1,"统计":[{"类别":"BBU设备"}]}'

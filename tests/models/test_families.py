@@ -80,7 +80,7 @@ def test_ms_swift_knows_every_preset_name():
 def test_real_vl_presets_state_an_image_budget_of_1024_tokens():
     from bbuqc.models.resolve import PATCH_SIZES
 
-    for name, twin in TWINS.items():
+    for name in TWINS:
         p = _preset(name)
         if not p["multimodal"]:
             assert "max_pixels" not in p

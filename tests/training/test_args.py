@@ -203,7 +203,7 @@ def test_modules_to_save_reach_ms_swift_and_bad_names_are_refused():
     assert kwargs("lora.modules_to_save=[embed_tokens,lm_head]")["modules_to_save"] == ["embed_tokens", "lm_head"]
     for bad in ("[visual]", "[lm_head,lm_head]"):
         found = _problems(f"lora.modules_to_save={bad}")
-        assert len(found) == 1 and found[0].startswith(f"lora.modules_to_save=") and \
+        assert len(found) == 1 and found[0].startswith("lora.modules_to_save=") and \
             found[0].endswith("expected distinct names among embed_tokens, lm_head"), found
 
 

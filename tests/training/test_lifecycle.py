@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_train_runs import adapter_blocks, step_logs
 
 from bbuqc.models.tiny import tiny_model_dir
-
-from test_train_runs import adapter_blocks, step_logs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from swift.rewards import orms
 
-from bbuqc.training.rewards import register_rewards
 from bbuqc.rewards import get_reward
+from bbuqc.training.rewards import register_rewards
 
 
 def test_registered_orm_is_named_by_id_and_scores_like_the_reward():

@@ -56,9 +56,9 @@ def test_the_slurm_launcher_config_builds_the_resuming_launcher():
 
 def test_a_requeued_job_resumes_its_own_latest_checkpoint(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
+    from test_checkpoints import complete_checkpoint
 
     from bbuqc.training.checkpoints import resume_in_place
-    from test_checkpoints import complete_checkpoint
 
     cfg = OmegaConf.create({"train": {"resume_from": None}, "chord": {"enabled": False}, "algo": {"name": "grpo"}})
     assert resume_in_place(cfg, tmp_path) is None  # not requeued: resume_from=null starts fresh

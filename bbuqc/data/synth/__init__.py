@@ -26,7 +26,6 @@ decides the label.
 
 from __future__ import annotations
 
-
 from .plan import plan_group, summary_of
 from .world import SynthManifest, ensure_synthetic, generate
 
