@@ -33,7 +33,7 @@ What limits the batch ratio on CPU is the tiny model's output layer: 151936 (Qwe
 which the VL templates need) x 64 (the hidden size) is ~98% of the model's FLOPs per generated
 token. At batch 1 it is a matrix-vector product that streams its 39 MB of weights; at batch 8 a
 matrix product with an inner dimension of 64, compute-bound on one core and ~4-5x the batch-1
-time, so it amortises only ~2x; the logits copy and the argmax over 151936 columns barely
+time, so it amortises only ~2-3x; the logits copy and the argmax over 151936 columns barely
 amortise. The rest of the forward (the four decoder layers, attention, the KV cache)
 amortises ~4-5x. Prefill (337 prompt tokens) is ~2% of an image's time. In a real checkpoint the
 output layer is a small share of the weights, which is where batching pays.
