@@ -114,8 +114,10 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         except SystemExit as exc:
             # Hydra reports a command line it cannot compose (unknown group option, bad override syntax,
             # a value of the wrong type) with its own message and exit 1 before any job starts; that is
-            # an input error like every other, so it exits 2 as they do. Failures inside a job keep theirs.
-            if exc.code == 1 and not started:
+            # an input error like every other, so it exits 2 as they do. Failures inside a job keep theirs:
+            # a job a launcher ran in another process (Ray, SLURM) never sets `started` here, but Hydra
+            # re-raises its exception in this one, so what Hydra exited on tells a job from composition.
+            if exc.code == 1 and not started and _composition_failed(exc):
                 _print_override_hint()
                 raise SystemExit(2) from None
             raise
@@ -124,6 +126,15 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
 
     main.__doc__ = task.__doc__
     return main
+
+
+def _composition_failed(exit_: SystemExit) -> bool:
+    """Whether Hydra's exit 1 is about the command line (Hydra or OmegaConf refusing it), not a job."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause = exit_.__context__  # run_and_report calls sys.exit(1) while handling what it caught
+    return cause is None or isinstance(cause, (HydraException, OmegaConfBaseException))
 
 
 def _print_override_hint() -> None:

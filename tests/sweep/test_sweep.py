@@ -19,9 +19,11 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
 from bbuqc.cli import CONF_DIR
+from bbuqc.config.validate import ConfigError
 from bbuqc.sweep import gpus_per_job
 from bbuqc.sweep.records import SweepRecords, write_sweep_summary
 from bbuqc.tracking.wandb_records import find_run_files, read_run
@@ -253,6 +255,33 @@ def test_basic_sweep_with_a_failing_job(session_cache, tmp_path):
     sweep_dir = tmp_path / "fail-basic"
     proc = sweep(sweep_dir, "lora.last_k=2,99", *SHORT)
     check_one_failed(proc, sweep_dir, group=f"sweep-{sweep_dir.parent.name}_{sweep_dir.name}")
+
+
+@pytest.mark.parametrize("raised, exit_code", [
+    # a job's failure that Hydra re-raises in the driver (a Ray or SLURM job ran elsewhere): the sweep's 1
+    (ConfigError(["lora.last_k=99: model=tiny has only 4 LLM blocks"]), 1),
+    (RuntimeError("CUDA out of memory"), 1),
+    # the sweep's command line, refused by Hydra before any job: an input error, 2
+    (OverrideParseException(override="lora.last_k=2,,", message="mismatched input ','"), 2),
+])
+def test_a_sweep_exits_1_for_a_failed_job_and_2_for_its_command_line(monkeypatch, raised, exit_code):
+    """Through Hydra's own `run_and_report` (how `-m` ends) and bbuqc's entry point, with no job
+    run in this process, as under the Ray and SLURM launchers (test_ray_sweep_with_a_failing_job)."""
+    import bbuqc.cli as cli
+    from hydra._internal.utils import run_and_report
+
+    def task():
+        cli.end_of_composition()  # as the on_multirun_start callback does before the launcher runs
+
+        def sweep():
+            raise raised
+        run_and_report(sweep)
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(cli.hydra, "main", lambda **_: lambda fn: task)
+    with pytest.raises(SystemExit) as exited:
+        cli.entry_point("train", runner=lambda: None)()
+    assert exited.value.code == exit_code
 
 
 # -- slow -----------------------------------------------------------------------------------
