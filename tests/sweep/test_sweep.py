@@ -267,8 +267,9 @@ def test_basic_sweep_with_a_failing_job(session_cache, tmp_path):
 def test_a_sweep_exits_1_for_a_failed_job_and_2_for_its_command_line(monkeypatch, raised, exit_code):
     """Through Hydra's own `run_and_report` (how `-m` ends) and bbuqc's entry point, with no job
     run in this process, as under the Ray and SLURM launchers (test_ray_sweep_with_a_failing_job)."""
-    import bbuqc.cli as cli
     from hydra._internal.utils import run_and_report
+
+    import bbuqc.cli as cli
 
     def task():
         cli.end_of_composition()  # as the on_multirun_start callback does before the launcher runs
