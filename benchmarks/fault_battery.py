@@ -366,6 +366,12 @@ for _command, (_option, _field, _typed) in HYDRA_CASES.items():
          needs_adapter=_command == "export")(lambda d, w, c=_command: _run_dir_read_only(d, w, c))
 
 
+@case("train.sweep-dir-under-file", "`hydra.sweep.dir` under a file (a `-m` sweep)")
+def _(d, w):
+    sweep_dir = blocker(d) / "sweep"
+    return Probe(["-m", "lora.last_k=1,2", f"hydra.sweep.dir={sweep_dir}"], [f"hydra.sweep.dir={sweep_dir}", "Not a directory"])
+
+
 @case("train.bad-value", "a value out of range (`lora.last_k=0`)")
 def _(d, w):
     return Probe(["lora.last_k=0"], ["lora.last_k=0"])

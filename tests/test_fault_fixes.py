@@ -129,3 +129,15 @@ def test_a_stage_a_output_under_a_file_says_so(tmp_path):
     writer = ResumableJsonl(tmp_path / "a-file" / "out.jsonl", parse=lambda o: o, key=lambda r: r["k"])
     with pytest.raises(JsonlError, match=rf"cannot open for writing: Not a directory: {tmp_path}/a-file is a file"):
         writer.open()
+
+
+def test_a_sweep_folder_that_cannot_be_made_is_one_line_before_any_job(tmp_path):
+    # Hydra's launcher used to make it, failing with a traceback after the sweep had started
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    proc = _run("bbuqc.train", "-m", "lora.last_k=1,2", f"hydra.sweep.dir={blocker}/sweep",
+                env={"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: hydra.sweep.dir={blocker}/sweep: cannot create the sweep folder: Not a directory ({blocker}/sweep)"]
+    assert blocker.read_text() == "not a folder\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

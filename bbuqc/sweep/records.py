@@ -8,7 +8,8 @@ Registered in conf/common.yaml under `hydra.callbacks.sweep_records`.
 - `on_run_start` / `on_multirun_start` (bbuqc-train): `train.objectives` must name validation
   metrics, and a search sweeper (anything but the grid; e.g. hydra/sweeper=optuna) needs jobs that
   validate and produce the objective (bbuqc/sweep/objective.py); else `error:` lines, exit 2,
-  before the first trial.
+  before the first trial. Then the sweep folder is made: one that cannot be is one `error:` line,
+  exit 2.
 - `on_multirun_end` (the process that started the sweep): `<sweep dir>/sweep_summary.json`,
   one entry per job folder found (dir, overrides, status, error).
 
@@ -178,7 +179,14 @@ class SweepRecords(Callback):
             from bbuqc.sweep.objective import is_search, objective_problems, search_problems
 
             _refuse(search_problems(config) if is_search(config) else objective_problems(config))
-        self._sweep_dir = str(Path(str(config.hydra.sweep.dir)).resolve())
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            # the launcher makes it next, and reports a failure with its traceback and exit 1
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _refuse([f"hydra.sweep.dir={sweep_dir}: cannot create the sweep folder: "
+                     f"{exc.strerror or exc} ({exc.filename})"])
+        self._sweep_dir = str(sweep_dir.resolve())
         self._summary_written = False
         atexit.register(self._summary_at_exit)
 
