@@ -28,7 +28,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -106,13 +106,15 @@ def read_rows(path: Path | str) -> list[Any]:
     return parse_lines(data, path, lambda obj: obj, None)
 
 
+_ABSENT = object()  # a key an older sidecar does not have
+
+
 @dataclass
 class Settings:
     """What a resumed run must share with the run that started the file."""
 
     values: dict[str, Any]  # this run's settings, written to ``path``
     path: Path  # the sidecar
-    compare: Sequence[str] | None = None  # the keys that must match (None: every key in both)
     force: bool = False  # resume a file whose settings are unknown
     force_hint: str = ""  # the override that sets ``force``, named in the refusal
     other_output_hint: str = "use another output"  # how to start over, named in a mismatch
@@ -137,10 +139,11 @@ class Settings:
                 warning = (f"{data_path}: settings of the {n_records} records already there were unknown "
                            f"({self.path} {state}); resumed because of {self.force_hint}")
             else:
-                keys = self.compare if self.compare is not None else list(self.values)
-                changed = [k for k in keys if k in before and k in self.values and before[k] != self.values[k]]
+                # a key the older sidecar lacks counts as changed: nothing shows it was the same
+                changed = [k for k in self.values if before.get(k, _ABSENT) != self.values[k]]
                 if changed:
-                    shown = "; ".join(f"{k}={before[k]!r} (now {self.values[k]!r})" for k in changed)
+                    shown = "; ".join(f"{k}={before.get(k, '<not recorded>')!r} (now {self.values[k]!r})"
+                                      for k in changed)
                     raise JsonlError(f"{data_path} was made with other settings ({shown}); "
                                      f"{self.other_output_hint}, or use the same settings to resume")
         write_json_atomic(self.path, self.values)

@@ -53,9 +53,6 @@ from .writer import StageAWriter
 DEFAULT_OUTPUT_DIR = Path("outputs") / "stage_a"
 META_SUFFIX = ".meta.json"
 SUMMARY_SUFFIX = ".summary.json"
-# What a resumed run must share with the run that started the file, or the file would mix
-# records of different inputs / models / decoding settings.
-IDENTITY_FIELDS = ("mission", "root", "model", "max_new_tokens", "temperature")
 
 
 class StageAError(InputError):
@@ -114,21 +111,21 @@ def discover(root: Path, mission: Mission) -> tuple[list[Group], list[str]]:
 
 
 def run_identity(cfg: DictConfig, mission: Mission, root: Path) -> dict[str, Any]:
-    m = cfg.model
-    return {
-        "mission": mission.id,
-        "root": str(root.resolve()),
-        "model": str(Path(m.path).resolve()) if m.path else f"<{m.preset}>",
-        "max_new_tokens": int(cfg.infer.max_new_tokens),
-        "temperature": float(cfg.infer.temperature),
-    }
+    """What a resumed run must share with the run that started the file (bbuqc/models/identity.py)."""
+    from bbuqc.models.identity import output_identity
+    from bbuqc.prompts.summary import summary_system_prompt, summary_user_prompt
+
+    return output_identity(
+        cfg, inputs={"mission": mission.id, "root": str(root.resolve())},
+        decoding={"max_new_tokens": int(cfg.infer.max_new_tokens), "temperature": float(cfg.infer.temperature)},
+        prompts=[summary_system_prompt(mission), summary_user_prompt(mission)])
 
 
 def identity_settings(cfg: DictConfig, out: Path, identity: dict[str, Any]) -> Settings:
     """The resume guard: the output's records must come from this input, model and decoding
     (recorded in ``<output>.meta.json``; a non-empty output without it needs ``infer.force_resume``)."""
     meta = sidecar(out, META_SUFFIX)
-    return Settings(identity, meta, compare=IDENTITY_FIELDS, force=bool(cfg.infer.get("force_resume", False)),
+    return Settings(identity, meta, force=bool(cfg.infer.get("force_resume", False)),
                     force_hint="infer.force_resume=true",
                     other_output_hint=f"set infer.output to another file, or delete {out} and {meta} to start over")
 

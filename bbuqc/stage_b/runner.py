@@ -97,17 +97,18 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def settings_of(cfg: DictConfig) -> dict:
+def settings_of(cfg: DictConfig, groups: list[Group]) -> dict:
+    """What a resumed evaluation must share with the run that started its predictions (bbuqc/models/identity.py)."""
+    from bbuqc.models.identity import output_identity
+    from bbuqc.prompts.verdict import verdict_system_prompt, verdict_user_prompt
+
     ev = cfg.evaluate
-    return {
-        "model": cfg.model.preset,
-        "model_path": cfg.model.path,
-        "adapter": str(Path(cfg.model.adapter).resolve()) if cfg.model.adapter else None,
-        "samples_per_group": ev.samples_per_group,
-        "temperature": ev.temperature,
-        "max_new_tokens": ev.max_new_tokens,
-        "seed": ev.seed,
-    }
+    missions = sorted({g.mission for g in groups})
+    return output_identity(
+        cfg, inputs={},
+        decoding={"samples_per_group": ev.samples_per_group, "temperature": ev.temperature,
+                  "max_new_tokens": ev.max_new_tokens, "seed": ev.seed},
+        prompts=[text for m in missions for text in (verdict_system_prompt(m), verdict_user_prompt(m, {}))])
 
 
 def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
@@ -131,7 +132,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
     if not groups:
         raise EvaluationInputError(f"no groups in {', '.join(map(str, files))}")
     predictions = out_dir / PREDICTIONS
-    settings = settings_of(cfg)
+    settings = settings_of(cfg, groups)
     workers = int(cfg.evaluate.get("workers", 1))
     try:
         done = {prediction_key(r) for r in read_predictions(predictions)}  # read only, to decide on Ray

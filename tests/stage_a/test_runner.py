@@ -166,6 +166,54 @@ def test_resume_refuses_other_settings(tmp_path, make_cfg):
         run_stage_a(make_cfg(out, root=other, max_new_tokens=9), backend=StubBackend())
 
 
+def fake_adapter(folder: Path, weights: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8}')
+    (folder / "adapter_model.safetensors").write_bytes(weights)
+    return folder
+
+
+def test_resume_refuses_another_adapter(tmp_path, make_cfg):
+    """Issue 30.1 (reproduced): the base model's output, then the same command with model.adapter set, skipped
+    every group as done and kept the base model's summaries. Now: one line naming the field; nothing written."""
+    out = tmp_path / "out.jsonl"
+    meta = out.with_name(out.name + ".meta.json")
+    run_stage_a(make_cfg(out), backend=StubBackend())
+    before, meta_before = out.read_bytes(), meta.read_bytes()
+    adapter = fake_adapter(tmp_path / "run" / "checkpoint-4", b"trained once")
+    with pytest.raises(InputError, match=r"adapter=None \(now '.*checkpoint-4'\)"):
+        run_stage_a(make_cfg(out, extra=[f"model.adapter={adapter}"]), backend=ExplodingBackend())
+    assert out.read_bytes() == before and meta.read_bytes() == meta_before
+
+    # the same folder retrained in place holds another model: its weights are part of the identity
+    out2 = tmp_path / "out2.jsonl"
+    run_stage_a(make_cfg(out2, extra=[f"model.adapter={adapter}"]), backend=StubBackend(fail_on={"a.jpeg"}))
+    fake_adapter(adapter, b"trained twice")
+    with pytest.raises(InputError, match=r"adapter_weights="):
+        run_stage_a(make_cfg(out2, extra=[f"model.adapter={adapter}"]), backend=ExplodingBackend())
+
+
+def test_resume_refuses_other_pixel_bounds(tmp_path, make_cfg):
+    """Other image-size bounds give the model other visual tokens: another output."""
+    out = tmp_path / "out.jsonl"
+    run_stage_a(make_cfg(out, extra=["model.min_pixels=3136", "model.max_pixels=12544"]), backend=StubBackend())
+    with pytest.raises(InputError, match=r"image_env=.*MAX_PIXELS.*12544.*\(now"):
+        run_stage_a(make_cfg(out, extra=["model.min_pixels=3136", "model.max_pixels=6272"]),
+                    backend=ExplodingBackend())
+
+
+def test_resume_refuses_a_sidecar_without_a_field(tmp_path, make_cfg):
+    """A sidecar written before the identity held a field cannot show the field was the same."""
+    out = tmp_path / "out.jsonl"
+    meta = out.with_name(out.name + ".meta.json")
+    run_stage_a(make_cfg(out), backend=StubBackend(fail_on={"a.jpeg"}))
+    old = json.loads(meta.read_text())
+    del old["adapter"]
+    meta.write_text(json.dumps(old))
+    with pytest.raises(InputError, match=r"adapter='<not recorded>' \(now None\)"):
+        run_stage_a(make_cfg(out), backend=ExplodingBackend())
+
+
 def test_resume_refuses_a_file_whose_settings_are_unknown(tmp_path, make_cfg):
     """Issue 16.8: the output copied without its .meta.json must not be resumed with other settings."""
     out = tmp_path / "out.jsonl"
