@@ -1,6 +1,6 @@
 """The shared shape of every entry point: compose, validate, hand over to a runner.
 
-Each command has its own primary config (bbuqc/conf/<command>.yaml) over the shared groups.
+Each command has its own primary config (conf/<command>.yaml) over the shared groups.
 Runners are imported only after validation passed, so `--cfg job`, `--help` and config
 errors never pay for torch, transformers or ms-swift.
 """
@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import bbuqc.config.store  # noqa: F401  (registers the schema and the mission group)
-import bbuqc.sweep  # noqa: F401  (registers the resolvers bbuqc/conf uses)
+import bbuqc.sweep  # noqa: F401  (registers the resolvers conf uses)
 from bbuqc.errors import InputError
 from bbuqc.runtime.paths import CONF_DIR
 

@@ -6,7 +6,7 @@ Stage-A records and from the trained summary model's records (end to end).
 
 This module only orchestrates: every stage is the real command (`python -m bbuqc.train` / `infer` /
 `evaluate`) in its own process with its own Hydra run folder under `<out>/runs/`, configured by the
-named experiments `bbuqc/conf/experiment/demo_*.yaml` (a researcher reruns any stage with the same
+named experiments `experiments/demo_*.yaml` (a researcher reruns any stage with the same
 experiment). The figures are read back from what the commands wrote (`validation.jsonl`,
 `best_checkpoint.json`, `metrics.json`, the Stage-A JSONL files).
 

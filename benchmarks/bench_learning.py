@@ -18,7 +18,7 @@ from pathlib import Path
 from common import OUT, wall_time, write_result
 
 STEPS = int(os.environ.get("BBUQC_LEARNING_STEPS", "400"))
-# the experiment holds the settings (bbuqc/conf/experiment/verdict_chord.yaml); the bench only shortens it
+# the experiment holds the settings (experiments/verdict_chord.yaml); the bench only shortens it
 OVERRIDES = ["experiment=verdict_chord", "logger=none", f"train.max_steps={STEPS}", f"train.save_steps={STEPS}"]
 METRICS = ("verdict.format", "verdict.label", "verdict.consistency")
 

@@ -106,7 +106,6 @@ def test_tab_completion_lists_the_group_options():
     assert proc.returncode == 0
     assert {"mission=bbu_wind", "mission=rru_cable"} <= set(proc.stdout.split())
 
-@pytest.mark.slow
 def test_the_wheel_ships_the_configs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                            "-w", str(tmp_path), str(REPO)], capture_output=True, text=True,
@@ -117,8 +116,23 @@ def test_the_wheel_ships_the_configs(tmp_path):
     for command in COMMANDS:
         assert f"bbuqc/conf/{command}.yaml" in names
     assert "bbuqc/conf/model/tiny.yaml" in names and "bbuqc/conf/experiment/lora_k.yaml" in names
+    assert "bbuqc/conf/experiment/demo_verdict_sft.yaml" in names  # experiments/, the experiment group
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "bbuqc-train = bbuqc.train:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+    # installed (the wheel alone, beside this venv's dependencies), composed from another folder
+    site = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                           str(site), str(wheel)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, str(site / "bin" / "bbuqc-train"), "--cfg", "job",
+                           "experiment=demo_verdict_sft"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "learning_rate: 0.001" in proc.stdout
+    where = subprocess.run([sys.executable, "-c", "import bbuqc.runtime.paths as p; print(p.CONF_DIR)"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env).stdout.strip()
+    assert where == str(site / "bbuqc" / "conf")
 
 
 def test_an_unquoted_chinese_path_override_says_how_to_quote_it(tmp_path):

@@ -1,4 +1,4 @@
-"""Reward sets are the files in bbuqc/conf/reward/: the one place their ids, order and weights live."""
+"""Reward sets are the files in conf/reward/: the one place their ids, order and weights live."""
 
 from __future__ import annotations
 

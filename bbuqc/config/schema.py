@@ -509,7 +509,7 @@ class BBUQCConfig:
     infer: InferConfig = field(default_factory=InferConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-    # A named experiment (bbuqc/conf/experiment/*.yaml, `experiment=<name>`) records itself here.
+    # A named experiment (experiments/*.yaml, `experiment=<name>`) records itself here.
     experiment: str | None = None
 
 

@@ -46,7 +46,7 @@ MODEL_DIRS = {"vl": "tiny-qwen2-vl-v3", "text": "tiny-qwen2-v3",
 #: The architecture family of each kind: the ``*_demo`` kinds are the twins `make demo` (bbuqc/demo.py)
 #: trains for real, embeddings included (:data:`TRAINED_EMBEDDINGS`); tests keep the fast ``vl``/``text``.
 FAMILY = {"vl": "vl", "text": "text", "vl_demo": "vl", "text_demo": "text"}
-#: Config preset (``model=<preset>``, bbuqc/conf/model/) -> kind.
+#: Config preset (``model=<preset>``, conf/model/) -> kind.
 PRESET_KINDS = {"tiny": "vl", "tiny_text": "text", "tiny_demo": "vl_demo", "tiny_text_demo": "text_demo"}
 OUTPUT_SCALE = 10.0  # embedding / output-layer rows: std 0.2 instead of 0.02 (see build_tiny_model)
 #: Kinds whose embeddings and output layer are meant to be trained (lora.modules_to_save=[embed_tokens,

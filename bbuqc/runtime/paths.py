@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: The Hydra config tree, shipped inside the package so an installed bbuqc finds it from any folder.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+#: The Hydra config tree: `conf/` at the top of a checkout (its `experiment` group is `experiments/`, linked
+#: in), shipped in the wheel as `conf/` (setup.cfg maps it), so an installed bbuqc finds it from any folder.
+_PACKAGE = Path(__file__).resolve().parent.parent
+CONF_DIR = str(next((d for d in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if (d / "common.yaml").is_file()),
+                    _PACKAGE.parent / "conf"))
 
 #: Environment variable that overrides the cache root (tests point it at a tmp dir).
 CACHE_ENV = "BBUQC_CACHE"
