@@ -228,7 +228,7 @@ def check_chord(c: DictConfig) -> list[str]:
 
 @dataclass
 class LoraConfig:
-    last_k: int = 2  # LoRA on every Linear of the last K LLM decoder blocks (vision tower and aligner never)
+    last_k: int = 2  # LoRA on every Linear of the last K LLM decoder blocks
     rank: int = 8  # LoRA rank r
     alpha: int = 16  # LoRA alpha (scale alpha / r)
     dropout: float = 0.05  # LoRA dropout
@@ -237,6 +237,13 @@ class LoraConfig:
     # twins, new tokens). A model with tied embeddings cannot (its lm_head is embed_tokens); vLLM serves
     # such an adapter only merged (bbuqc-export).
     modules_to_save: list[str] = field(default_factory=list)
+    # LoRA on the vision side of a VL model too (ms-swift's split, bbuqc/training/lora.py): `vision` on every
+    # Linear of the vision tower (less its aligner), `aligner` on the aligner's (the merger that maps visual
+    # tokens into the LLM). Off, as the seeds train (LLM-only LoRA); on where the tower has to learn what the
+    # images show (the demo's random twin). They set ms-swift's freeze_vit / freeze_aligner; the LoRA lives in
+    # the adapter like the LLM's, so infer / evaluate / export apply it (vLLM only merged: bbuqc-export).
+    vision: bool = False
+    aligner: bool = False
 
 
 #: What lora.modules_to_save may name: the LLM's input embeddings and output layer (never vision).

@@ -126,7 +126,24 @@ def _lora_fits_model(cfg: DictConfig) -> list[str]:
     out = []
     if layers is not None and lora.last_k > layers:
         out.append(f"lora.last_k={lora.last_k}: model={cfg.model.preset} has only {layers} LLM blocks")
-    return out + _adapter_lora_problems(cfg)
+    return out + _vision_lora(cfg) + _adapter_lora_problems(cfg)
+
+
+def _vision_lora(cfg: DictConfig) -> list[str]:
+    """lora.vision / lora.aligner need a vision side, and a rollout engine that serves them (merged)."""
+    asked = [f"lora.{key}=true" for key in ("vision", "aligner") if cfg.lora[key]]
+    if not asked:
+        return []
+    if not cfg.model.multimodal:
+        return [f"{', '.join(asked)}: model={cfg.model.preset} is a text-only model (model.multimodal=false); "
+                "it has no vision tower or aligner to train"]
+    if cfg.compute.rollout != S.Rollout.hf and cfg.train.extra.get("vllm_enable_lora"):
+        # ms-swift syncs a merged copy of the weights into vLLM unless vllm_enable_lora hands it the adapter,
+        # which vLLM applies to the LLM's Linears only
+        return [f"train.extra.vllm_enable_lora=true: vLLM applies a LoRA to the LLM only, not the vision side "
+                f"({', '.join(asked)}); leave vllm_enable_lora unset (ms-swift then syncs merged weights) or "
+                "use compute.rollout=hf"]
+    return []
 
 
 def _adapter_lora_problems(cfg: DictConfig) -> list[str]:
@@ -152,6 +169,11 @@ def _adapter_lora_problems(cfg: DictConfig) -> list[str]:
         if adapter.rank and adapter.rank != lora.rank:
             out.append(f"lora.rank={lora.rank}: {field}={path} has rank {adapter.rank}; "
                        f"{why}, so set lora.rank={adapter.rank}")
+        for key in ("vision", "aligner"):
+            if getattr(adapter, key) != bool(lora[key]):
+                out.append(f"lora.{key}={str(bool(lora[key])).lower()}: {field}={path} has "
+                           f"{'' if getattr(adapter, key) else 'no '}LoRA on the {key} side; {why}, so set "
+                           f"lora.{key}={str(getattr(adapter, key)).lower()}")
         if set(adapter.modules_to_save) != set(lora.modules_to_save):
             out.append(f"lora.modules_to_save={list(lora.modules_to_save)}: {field}={path} trains "
                        f"{list(adapter.modules_to_save)}; {why}, so set lora.modules_to_save={list(adapter.modules_to_save)}")
@@ -247,20 +269,25 @@ def _infer_inputs(cfg: DictConfig) -> list[str]:
 
 
 def _vllm_adapter(cfg: DictConfig) -> list[str]:
-    """vLLM applies a LoRA's low-rank weights per request; the whole modules of lora.modules_to_save it cannot."""
+    """vLLM applies the low-rank weights of an LLM LoRA per request; whole modules (lora.modules_to_save) and a
+    vision-side LoRA (lora.vision / lora.aligner) it cannot."""
     from bbuqc.models.adapters import read_adapter
 
     if cfg.infer.backend != S.StageABackend.vllm or not _model_usable(cfg.model):
         return []
     try:
-        saved = read_adapter(cfg.model.adapter).modules_to_save
+        adapter = read_adapter(cfg.model.adapter)
     except ValueError:
         return []  # check_model names it
-    if not saved:
-        return []
-    return [f"model.adapter={cfg.model.adapter}: trains whole modules ({', '.join(saved)}; lora.modules_to_save), "
-            "which infer.backend=vllm cannot apply; merge it (bbuqc-export) and pass the merged folder as "
-            "model.path, or use infer.backend=hf"]
+    way_out = "merge it (bbuqc-export) and pass the merged folder as model.path, or use infer.backend=hf"
+    out = []
+    if adapter.modules_to_save:
+        out.append(f"model.adapter={cfg.model.adapter}: trains whole modules ({', '.join(adapter.modules_to_save)}; "
+                   f"lora.modules_to_save), which infer.backend=vllm cannot apply; {way_out}")
+    if adapter.vision_parts:
+        out.append(f"model.adapter={cfg.model.adapter}: has LoRA on the vision side ({', '.join(adapter.vision_parts)}), "
+                   f"which infer.backend=vllm cannot apply (vLLM applies a LoRA to the LLM only); {way_out}")
+    return out
 
 
 def _evaluate_inputs(cfg: DictConfig) -> list[str]:

@@ -19,6 +19,10 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
 # `<...>.lora_A.weight` has shape [rank, in_features]: the base Linear's input width
 _LORA_A = re.compile(r"\.lora_A(?:\.[^.]+)?\.weight$")
+# The vision side of a Qwen-VL model as ms-swift splits it (swift/model/model_arch.py): the tower is `visual`, its
+# aligner the `merger` (and Qwen3-VL's `deepstack_merger_list`) inside it. lora.vision / lora.aligner follow it.
+ALIGNER_PARTS = ("merger", "deepstack_merger_list")
+_VISUAL_PART = re.compile(r"(?:^|\.)visual\.([^.]+)\.")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,13 @@ class AdapterInfo:
     blocks: tuple[int, ...]  # LLM decoder blocks that carry LoRA weights
     input_widths: frozenset[int]  # in_features of every adapted Linear
     modules_to_save: tuple[str, ...] = ()  # whole modules trained beside the LoRA (PEFT modules_to_save)
+    vision: bool = False  # LoRA on the vision tower (lora.vision)
+    aligner: bool = False  # LoRA on the aligner (lora.aligner)
+
+    @property
+    def vision_parts(self) -> tuple[str, ...]:
+        """The vision-side option names this LoRA was trained with (for messages)."""
+        return tuple(name for name, on in (("lora.vision", self.vision), ("lora.aligner", self.aligner)) if on)
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,11 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         shapes = _safetensors_shapes(weights)
     except (OSError, ValueError, struct.error) as exc:
         raise ValueError(f"{weights}: unreadable ({exc})") from None
-    blocks = sorted({int(m[1]) for name in shapes if (m := _LAYER.search(name))})
-    widths = frozenset(shape[1] for name, shape in shapes.items() if _LORA_A.search(name) and len(shape) == 2)
+    parts = {m[1] for name in shapes if (m := _VISUAL_PART.search(name))}
+    blocks = sorted({int(m[1]) for name in shapes if (m := _LAYER.search(name)) and not _VISUAL_PART.search(name)})
+    # the LLM side's widths: what must fit the base's hidden / intermediate size
+    widths = frozenset(shape[1] for name, shape in shapes.items()
+                       if _LORA_A.search(name) and len(shape) == 2 and not _VISUAL_PART.search(name))
     model_type = None
     args_file = path / "args.json"
     if args_file.is_file():
@@ -89,7 +103,7 @@ def read_adapter(path: str | Path) -> AdapterInfo:
             model_type = None
     saved = tuple(sorted(config.get("modules_to_save") or ()))
     return AdapterInfo(path, config.get("base_model_name_or_path"), model_type, config.get("r"), tuple(blocks), widths,
-                       saved)
+                       saved, vision=bool(parts - set(ALIGNER_PARTS)), aligner=bool(parts & set(ALIGNER_PARTS)))
 
 
 def read_base(path: str | Path) -> BaseInfo | None:

@@ -50,8 +50,8 @@ OWNED = {
     "model": "model.path / model=<preset>", "model_type": "model=<preset>", "template": "model=<preset>",
     "check_model": "(bbuqc: offline)", "use_hf": "(bbuqc: offline)", "torch_dtype": "compute.precision",
     "tuner_type": "(bbuqc: LoRA)", "target_regex": "lora.last_k", "lora_rank": "lora.rank",
-    "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout", "freeze_vit": "lora.last_k",
-    "freeze_aligner": "lora.last_k", "adapters": "model.adapter", "modules_to_save": "lora.modules_to_save",
+    "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout", "freeze_vit": "lora.vision",
+    "freeze_aligner": "lora.aligner", "adapters": "model.adapter", "modules_to_save": "lora.modules_to_save",
     "dataset": "data.*", "split_dataset_ratio": "data.val_fraction", "remove_unused_columns": "(bbuqc: reward columns)",
     "dataset_num_proc": "(bbuqc)", "dataloader_num_workers": "train.dataloader_num_workers",
     "max_length": "train.max_length", "per_device_train_batch_size": "train.per_device_batch_size",
@@ -96,14 +96,15 @@ def _common_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "check_model": False,
         "use_hf": True,
         "torch_dtype": DTYPES[cfg.compute.precision],
-        # LoRA on the last K LLM blocks: the regex alone decides (vision/aligner never match)
+        # LoRA on the last K LLM blocks (+ the vision tower / aligner when lora.vision / lora.aligner): the regex
+        # alone decides; freeze_vit / freeze_aligner say the same to ms-swift
         "tuner_type": "lora",
         "target_regex": inputs.lora_regex,
         "lora_rank": lora.rank,
         "lora_alpha": lora.alpha,
         "lora_dropout": lora.dropout,
-        "freeze_vit": True,
-        "freeze_aligner": True,
+        "freeze_vit": not lora.vision,
+        "freeze_aligner": not lora.aligner,
         "modules_to_save": list(lora.modules_to_save),
         # data: rows prepared by bbuqc.training.data, kept whole so rewards get their columns
         "dataset": [str(inputs.dataset)],

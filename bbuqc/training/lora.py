@@ -1,14 +1,19 @@
-"""LoRA on the last K LLM decoder blocks, with the vision tower and aligner never trained.
+"""LoRA on the last K LLM decoder blocks and, when asked (`lora.vision`, `lora.aligner`), on the vision side.
 
 ms-swift's freeze_vit/freeze_aligner only steer LoRA for `all-linear`; with `target_regex`
 the regex alone decides. So the regex is built from the model's real module names,
 listed from a weightless (meta-device) instance of its config, before weights load.
+The vision side follows ms-swift's own split of a Qwen-VL model (swift/model/model_arch.py): the
+vision tower is `model.visual`, its aligner the `merger` (and Qwen3-VL's `deepstack_merger_list`)
+inside it; `lora.vision` takes the tower's Linears less the aligner's, `lora.aligner` the aligner's.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from bbuqc.models.adapters import ALIGNER_PARTS
 
 # Containers that hold vision-side modules in the Qwen-VL families; never LoRA targets.
 VISION_MARKERS = ("visual", "vision", "merger", "aligner", "projector")
@@ -47,6 +52,37 @@ def last_k_target_regex(linear_names: Iterable[str], last_k: int) -> tuple[str, 
     leaves = sorted({n.rsplit(".", 1)[-1] for n in selected})
     regex = rf"^{re.escape(prefix)}\.({'|'.join(map(str, blocks))})\.(?:.*\.)?({'|'.join(map(re.escape, leaves))})$"
     return regex, selected
+
+
+_VISUAL = re.compile(r"^(?:.*\.)?visual\.(?P<part>[^.]+)\.")
+
+
+def vision_targets(linear_names: Iterable[str], *, tower: bool, aligner: bool) -> list[str]:
+    """The vision-side Linears `lora.vision` (tower) / `lora.aligner` select."""
+    out = []
+    for name in linear_names:
+        m = _VISUAL.match(name)
+        if m and (aligner if m["part"] in ALIGNER_PARTS else tower):
+            out.append(name)
+    return out
+
+
+def lora_target_regex(linear_names: Iterable[str], last_k: int, *, vision: bool = False,
+                      aligner: bool = False) -> tuple[str, list[str]]:
+    """The full-match regex of every LoRA target: the last `last_k` LLM blocks, plus the vision tower's and
+    the aligner's Linears when asked. Returns it with the module names it selects."""
+    linear_names = list(linear_names)
+    regex, selected = last_k_target_regex(linear_names, last_k)
+    extra = vision_targets(linear_names, tower=vision, aligner=aligner)
+    if not extra:
+        return regex, selected
+    # block indices generalised (`blocks.\d+.`): one alternative per kind of Linear, not per block
+    patterns = sorted({re.sub(r"\\\.\d+\\\.", r"\\.\\d+\\.", re.escape(n)) for n in extra})
+    regex = f"(?:{regex})|(?:^(?:{'|'.join(patterns)})$)"
+    chosen = [n for n in linear_names if re.fullmatch(regex, n)]
+    if set(chosen) != set(selected) | set(extra):  # the generalised patterns must select exactly these
+        raise AssertionError(f"LoRA regex selects {sorted(set(chosen) ^ (set(selected) | set(extra)))} wrongly")
+    return regex, chosen
 
 
 def _parents(names: list[str]) -> set[str]:

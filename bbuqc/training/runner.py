@@ -50,14 +50,17 @@ def prepare(cfg: DictConfig, run_dir: Path):
     from bbuqc.models.resolve import resolve_model
     from bbuqc.training.args import RunInputs
     from bbuqc.training.data import prepare_datasets
-    from bbuqc.training.lora import last_k_target_regex, linear_module_names, modules_to_save_problem
+    from bbuqc.training.lora import linear_module_names, lora_target_regex, modules_to_save_problem
 
     model = resolve_model(cfg)  # sets MAX_PIXELS, which the training copies of images follow
     problem = modules_to_save_problem(model.path, cfg.lora.modules_to_save)
     if problem:
         raise InputError(problem)
-    regex, targets = last_k_target_regex(linear_module_names(model.path), cfg.lora.last_k)
-    log.info("LoRA on the last %d LLM blocks: %d Linear modules", cfg.lora.last_k, len(targets))
+    lora = cfg.lora
+    regex, targets = lora_target_regex(linear_module_names(model.path), lora.last_k, vision=lora.vision,
+                                       aligner=lora.aligner)
+    log.info("LoRA on the last %d LLM blocks%s%s: %d Linear modules", lora.last_k,
+             " + the vision tower" if lora.vision else "", " + the aligner" if lora.aligner else "", len(targets))
     data = prepare_datasets(cfg, run_dir / "data")
     if cfg.algo.name == "grpo":
         # imported once the data passed (it imports ms-swift: ~9 s of CPU), so bad data is refused sooner

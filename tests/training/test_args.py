@@ -207,6 +207,18 @@ def test_modules_to_save_reach_ms_swift_and_bad_names_are_refused():
             found[0].endswith("expected distinct names among embed_tokens, lm_head"), found
 
 
+def test_vision_options_reach_ms_swift_and_are_refused_where_they_cannot_train():
+    assert (kwargs()["freeze_vit"], kwargs()["freeze_aligner"]) == (True, True)  # the seeds: LLM-only LoRA
+    kw = kwargs("lora.vision=true", "lora.aligner=true")
+    assert (kw["freeze_vit"], kw["freeze_aligner"]) == (False, False)
+    assert _problems("model=tiny_text", "task=verdict", "reward=verdict", "lora.vision=true") == [
+        "lora.vision=true: model=tiny_text is a text-only model (model.multimodal=false); it has no vision tower "
+        "or aligner to train"]
+    (line,) = _problems("compute=gpu_vllm", "lora.aligner=true", "+train.extra.vllm_enable_lora=true")
+    assert line.startswith("train.extra.vllm_enable_lora=true: vLLM applies a LoRA to the LLM only") and \
+        "lora.aligner=true" in line
+
+
 def _problems(*overrides: str) -> list[str]:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides))

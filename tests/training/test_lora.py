@@ -100,3 +100,36 @@ def test_text_config_never_goes_through_the_vl_auto_class(tmp_path, monkeypatch)
     path = _qwen2(tmp_path)
     monkeypatch.setattr(AutoModelForImageTextToText, "from_config", refuse)
     assert "model.layers.0.mlp.down_proj" in linear_module_names(path)
+
+
+@pytest.mark.parametrize("family", ["vl", "qwen2_5_vl", "qwen3_vl"])
+def test_vision_options_add_exactly_the_tower_or_the_aligner(family):
+    """lora.vision: the tower's Linears less the aligner's; lora.aligner: the aligner's (ms-swift's split:
+    the aligner of its MODEL_ARCH for the family lies inside the tower)."""
+    from bbuqc.models.tiny import ensure_tiny_model
+    from bbuqc.training.lora import lora_target_regex
+
+    names = linear_module_names(str(ensure_tiny_model(family)))
+    llm_only, llm = lora_target_regex(names, 2)
+    assert not [n for n in llm if "visual" in n]
+    aligner = [n for n in names if re.search(r"visual\.(merger|deepstack_merger_list)\.", n)]
+    tower = [n for n in names if "visual." in n and n not in aligner]
+    assert aligner and tower
+    for vision, with_aligner, expected in [(True, False, tower), (False, True, aligner), (True, True, tower + aligner)]:
+        regex, selected = lora_target_regex(names, 2, vision=vision, aligner=with_aligner)
+        assert set(selected) == set(llm) | set(expected)
+        assert {n for n in names if re.fullmatch(regex, n)} == set(selected)  # what PEFT's fullmatch selects
+
+
+def test_the_aligner_is_ms_swifts():
+    """bbuqc's vision split is ms-swift's own (MODEL_ARCH): the aligner lies inside the tower `visual`."""
+    from swift.model.model_arch import MLLMModelArch, get_model_arch
+
+    from bbuqc.models.adapters import ALIGNER_PARTS
+
+    for arch in (MLLMModelArch.qwen2_vl, MLLMModelArch.qwen3_vl):
+        keys = get_model_arch(arch)
+        towers, aligners = keys.vision_tower, keys.aligner
+        assert [t.rsplit(".", 1)[-1] for t in towers] == ["visual"]
+        assert {a.rsplit(".", 1)[-1] for a in aligners} <= set(ALIGNER_PARTS)
+        assert all(a.startswith(towers[0] + ".") for a in aligners)

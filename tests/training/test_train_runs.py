@@ -88,6 +88,34 @@ def test_resume_continues_from_the_checkpoint_step(summary_run, tmp_path):
     assert (run_dir / "checkpoint-4").is_dir() and not (run_dir / "checkpoint-2").exists()
 
 
+def test_vision_lora_trains_the_tower_only_and_the_loader_applies_it(session_cache, tmp_path):
+    """lora.vision=true (aligner frozen): the adapter carries LoRA on the vision tower's blocks and none on the
+    merger; trainable_parameters.json says so; the one loader (infer / evaluate / export) applies it."""
+    import torch
+
+    from bbuqc.models.adapters import read_adapter
+    from bbuqc.models.loading import load_model_and_processor
+    from bbuqc.models.tiny import ensure_tiny_model
+
+    run_dir = tmp_path / "run"
+    train(run_dir, "task=summary", "algo=sft", "lora.vision=true", "train.max_steps=2", "train.learning_rate=1e-2")
+    _, keys = adapter_blocks(run_dir / "checkpoint-2")
+    assert [k for k in keys if ".visual.blocks." in k] and not [k for k in keys if "merger" in k]
+    info = read_adapter(run_dir / "checkpoint-2")
+    assert (info.vision, info.aligner) == (True, False) and info.blocks == (2, 3)
+    names = json.loads((run_dir / "trainable_parameters.json").read_text())["names"]
+    assert any(".visual.blocks." in n for n in names) and not any("merger" in n for n in names)
+    assert all("lora_" in n for n in names)  # LoRA only: the tower's own weights stay frozen
+
+    base, _ = load_model_and_processor(ensure_tiny_model("vl"), multimodal=True)
+    tuned, _ = load_model_and_processor(ensure_tiny_model("vl"), multimodal=True, adapter=run_dir / "checkpoint-2")
+    weights, tuned_weights = base.state_dict(), tuned.state_dict()
+    qkv = next(k for k in weights if "visual.blocks.0.attn.qkv.weight" in k)
+    merger = [k for k in weights if "visual.merger" in k]
+    assert not torch.equal(weights[qkv], tuned_weights[qkv])  # the tower's LoRA merged in
+    assert merger and all(torch.equal(weights[k], tuned_weights[k]) for k in merger)
+
+
 def test_verdict_run(session_cache, tmp_path):
     run_dir = tmp_path / "run"
     train(run_dir, "task=verdict", "reward=verdict", "lora.last_k=1", "train.max_steps=2")
