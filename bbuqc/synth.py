@@ -8,24 +8,37 @@ import time
 from pathlib import Path
 
 
-def _default_out(seed: int, groups: int) -> Path | None:
+def _default_out(seed: int, groups: int, shift: tuple[str, ...] = ()) -> Path | None:
+    """Where ``data.synthetic_seed/groups_per_mission/shift`` put the world (bbuqc.data.sources)."""
+    from bbuqc.data.synth.shift import shift_suffix
+
     try:
         from bbuqc.runtime.paths import cache_dir
     except ImportError:
         return None
-    return Path(cache_dir()) / "synth" / f"seed{seed}-g{groups}"
+    return Path(cache_dir()) / "synth" / f"seed{seed}-g{groups}{shift_suffix(shift)}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bbuqc.synth", description=__doc__)
-    parser.add_argument("--out", type=Path, help="output folder (default: <cache>/synth/seed<seed>-g<groups>)")
+    from bbuqc.data.synth.shift import SHIFTS, canonical_shift
+
+    parser.add_argument(
+        "--out", type=Path,
+        help="output folder (default: <cache>/synth/seed<seed>-g<groups>[-shift-<names>], where data.* puts it)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--groups-per-mission", type=int, default=6)
+    parser.add_argument(
+        "--shift", nargs="+", action="extend", default=[], metavar="NAME", choices=list(SHIFTS),
+        help=f"a shifted test world (data.synthetic_shift; docs/data.md): one or more of {', '.join(SHIFTS)}",
+    )
     parser.add_argument("--force", action="store_true", help="regenerate even if a matching world exists")
     args = parser.parse_args(argv)
     if args.groups_per_mission < 1:
         parser.error("--groups-per-mission must be >= 1")
-    out = args.out or _default_out(args.seed, args.groups_per_mission)
+    shift = canonical_shift(args.shift)
+    out = args.out or _default_out(args.seed, args.groups_per_mission, shift)
     if out is None:
         parser.error("--out is required (no default cache folder is available)")
 
@@ -34,16 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.force:
-            root = generate(out, args.seed, args.groups_per_mission).root
+            root = generate(out, args.seed, args.groups_per_mission, shift).root
         else:
-            root = ensure_synthetic(out, args.seed, args.groups_per_mission)
+            root = ensure_synthetic(out, args.seed, args.groups_per_mission, shift)
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
     manifest = SynthManifest.load(root)
     totals = manifest.totals
-    print(f"synthetic world (seed {manifest.seed}, {manifest.groups_per_mission} groups per mission) at {root}")
+    shifted = f", shift {'+'.join(manifest.shift)}" if manifest.shift else ""
+    print(f"synthetic world (seed {manifest.seed}, {manifest.groups_per_mission} groups per mission{shifted}) at {root}")
     print(
         f"  {totals['groups']} groups ({totals['pass']} pass, {totals['fail']} fail), "
         f"{totals['images']} images ({totals['irrelevant_images']} irrelevant), ready in {elapsed:.2f}s"

@@ -406,6 +406,9 @@ class DataConfig:
     synthetic_dir: str | None = None  # null: <cache>/synth/seed<seed>-g<groups>
     synthetic_seed: int = 0  # the synthetic world's seed (another seed: another, held-out world)
     synthetic_groups_per_mission: int = 6  # the synthetic world's size
+    # a shifted test world (docs/data.md, "Shifted worlds"): more_images | more_irrelevant | layout |
+    # unseen_labels; its own folder (...-shift-<names>) and group ids. []: the unshifted world
+    synthetic_shift: list[str] = field(default_factory=list)
     root: str | None = None  # Stage-A image tree
     summary_jsonl: str | None = None  # summary-task rows
     stage_a_jsonl: list[str] = field(default_factory=list)  # verdict-task sources
@@ -428,7 +431,19 @@ def check_data(d: DictConfig) -> list[str]:
         out.append(f"data.val_summary_jsonl={d.val_summary_jsonl}: no such file")
     if not 0 <= d.val_fraction < 1:
         out.append(f"data.val_fraction={d.val_fraction}: expected 0 <= val_fraction < 1")
+    out += _synthetic_shift(d)
     return out
+
+
+def _synthetic_shift(d: DictConfig) -> list[str]:
+    from bbuqc.data.synth.shift import SHIFTS  # the names live beside the generator
+
+    names = list(d.get("synthetic_shift") or [])
+    unknown = [n for n in names if n not in SHIFTS]
+    if not unknown:
+        return []
+    return [f"data.synthetic_shift=[{','.join(map(str, names))}]: unknown shift "
+            f"{', '.join(repr(n) for n in unknown)}; known: {', '.join(SHIFTS)}"]
 
 
 @dataclass

@@ -11,11 +11,15 @@ from bbuqc.runtime.paths import cache_dir
 
 def synthetic_root(cfg: DictConfig) -> Path:
     """The synthetic world this config means, generated on first use."""
-    from bbuqc.data.synth import ensure_synthetic
+    from bbuqc.data.synth import canonical_shift, ensure_synthetic, shift_suffix
 
     d = cfg.data
-    out = Path(d.synthetic_dir) if d.synthetic_dir else cache_dir() / "synth" / f"seed{d.synthetic_seed}-g{d.synthetic_groups_per_mission}"
-    return ensure_synthetic(out, seed=d.synthetic_seed, groups_per_mission=d.synthetic_groups_per_mission)
+    shift = canonical_shift(d.get("synthetic_shift") or ())  # data.synthetic_shift: a shifted test world
+    if d.synthetic_dir:
+        out = Path(d.synthetic_dir)
+    else:  # a shifted world has its own folder: seed<seed>-g<groups>-shift-<names>
+        out = cache_dir() / "synth" / f"seed{d.synthetic_seed}-g{d.synthetic_groups_per_mission}{shift_suffix(shift)}"
+    return ensure_synthetic(out, seed=d.synthetic_seed, groups_per_mission=d.synthetic_groups_per_mission, shift=shift)
 
 
 def images_root(cfg: DictConfig) -> Path:

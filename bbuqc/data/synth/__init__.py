@@ -21,12 +21,23 @@ decides the label.
 
 - ``plan``: objects per image of a group, and each image's reference summary;
 - ``draw``: the image of a planned scene;
-- ``world``: the world on disk (``generate``, ``ensure_synthetic``, ``SynthManifest``).
+- ``world``: the world on disk (``generate``, ``ensure_synthetic``, ``SynthManifest``);
+- ``shift``: the named shifts of a test world (``SHIFTS``; docs/data.md, "Shifted worlds").
 """
 
 from __future__ import annotations
 
 from .plan import plan_group, summary_of
+from .shift import SHIFTS, canonical_shift, shift_suffix
 from .world import SynthManifest, ensure_synthetic, generate
 
-__all__ = ["SynthManifest", "ensure_synthetic", "generate", "plan_group", "summary_of"]
+__all__ = [
+    "SHIFTS",
+    "SynthManifest",
+    "canonical_shift",
+    "ensure_synthetic",
+    "generate",
+    "plan_group",
+    "shift_suffix",
+    "summary_of",
+]

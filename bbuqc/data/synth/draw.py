@@ -10,7 +10,7 @@ import random
 
 from .plan import Obj, Scene
 
-IMAGE_SIZE = (128, 96)  # 4 x 3 cells of 32 x 32 pixels, one object per cell
+IMAGE_SIZE = (128, 96)  # 4 x 3 cells of 32 x 32 pixels, one object per cell (shift layout: 3 x 2 larger cells)
 JPEG_QUALITY = 85
 
 _BRAND_COLOR = {"华为": (200, 30, 30), "中兴": (30, 90, 200), "爱立信": (20, 30, 90)}
@@ -153,14 +153,23 @@ def render(scene: Scene, rng: random.Random):
         img = Image.new("RGB", (w, h), (150 + shade, 190 + shade, 220 + shade))
         d = ImageDraw.Draw(img)
         d.rectangle((w // 2 - 3, 0, w // 2 + 3, h), fill=(110, 110, 110))
-    cells = [(c, r) for r in range(3) for c in range(4)]
-    if scene.point is not None:  # the install point's plate takes the top-left cell
-        cells.remove((0, 0))
-        d.rectangle((1, 1, 22, 13), fill=(255, 255, 255), outline=(0, 0, 0))
-        d.text((3, 2), f"P{scene.point}", fill=(0, 0, 0), font=_font())
-    rng.shuffle(cells)
-    for obj, (c, r) in zip(scene.objects, cells):
-        _draw_object(d, obj, (c * 32 + 2, r * 32 + 2, c * 32 + 29, r * 32 + 29), rng)
+    if scene.layout == "large":  # shift layout: a 3 x 2 grid of 42 x 41 cells under a 14-pixel strip
+        if scene.point is not None:  # the install point's plate sits in the strip, top right
+            d.rectangle((w - 23, 1, w - 2, 13), fill=(255, 255, 255), outline=(0, 0, 0))
+            d.text((w - 21, 2), f"P{scene.point}", fill=(0, 0, 0), font=_font())
+        boxes = [(1 + c * 42 + 2, 14 + r * 41 + 2, 1 + c * 42 + 40, 14 + r * 41 + 39) for r in range(2) for c in range(3)]
+    else:
+        cells = [(c, r) for r in range(3) for c in range(4)]
+        if scene.point is not None:  # the install point's plate takes the top-left cell
+            cells.remove((0, 0))
+            d.rectangle((1, 1, 22, 13), fill=(255, 255, 255), outline=(0, 0, 0))
+            d.text((3, 2), f"P{scene.point}", fill=(0, 0, 0), font=_font())
+        boxes = [(c * 32 + 2, r * 32 + 2, c * 32 + 29, r * 32 + 29) for c, r in cells]
+    if len(scene.objects) > len(boxes):  # pragma: no cover - the planner keeps within the cells
+        raise ValueError(f"{len(scene.objects)} objects do not fit {len(boxes)} cells")
+    rng.shuffle(boxes)
+    for obj, box in zip(scene.objects, boxes):
+        _draw_object(d, obj, box, rng)
     return img
 
 

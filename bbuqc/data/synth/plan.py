@@ -9,15 +9,21 @@ the ``random.Random`` handed in.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from bbuqc.missions import Mission
 from bbuqc.prompts.summary import TAXONOMY
 from bbuqc.protocol import IRRELEVANT
 
-MAX_IMAGES = 4  # images per group, an irrelevant one included
+from .shift import canonical_shift
+
+MAX_IMAGES = 4  # images per group, an irrelevant one included (unshifted; shift more_images: 5-8)
+MAX_PER_IMAGE = 11  # objects per image: the 4 x 3 grid, less the RRU install-point plate's cell
+LAYOUT_MAX_PER_IMAGE = {"BBU": 6, "RRU": 5}  # shift layout: 3 x 2 cells (RRU: one left for 站点距离)
 
 
 @dataclass
@@ -34,11 +40,20 @@ class Scene:
     objects: list[Obj] = field(default_factory=list)
     point: str | None = None  # RRU install point
     irrelevant: str | None = None  # document | drawing
+    layout: str = "grid"  # grid: 4 x 3 cells of 32 px | large: 3 x 2 larger cells (shift layout; draw.py)
 
 
 BRANDS = ("华为", "中兴", "爱立信")
 BBU_TEXTS = ("BBU-1", "BBU-2", "ODF-3-12", "GND-1", "NR-01", "5G-BBU")
 RRU_TEXTS = ("RRU-A1", "RRU-B2", "RRU-C3", "ANT-1", "SEC-2")
+# shift unseen_labels: each text above replaced by its counterpart here (texts no unshifted world uses)
+UNSEEN_TEXTS = dict(
+    zip(
+        BBU_TEXTS + RRU_TEXTS,
+        ("BBU-7", "BBU-9", "ODF-5-08", "GND-4", "NR-23", "4G-BBU") + ("RRU-D4", "RRU-E5", "RRU-F6", "ANT-7", "SEC-9"),
+        strict=True,
+    )
+)
 
 
 def summary_of(scene: Scene) -> str:
@@ -161,7 +176,6 @@ def _plan_bbu(m: Mission, rng: random.Random, fail: bool) -> tuple[list[Obj], st
         objs = [] if mode == "no_device" else [_bbu_device(rng)]
         if mode != "no_screw":
             objs += _conform("BBU安装螺丝", n, bad=rng.randint(1, n) if mode == "bad_screw" else 0)
-        extras = [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _wire(rng, rng.random() < 0.5)]
     elif m.id == "bbu_ground":
         modes = ("no_cabinet", "bad_cabinet", "no_bar", "bad_bar", "no_wire", "messy_wire")
         mode = rng.choice(modes) if fail else ""
@@ -169,7 +183,6 @@ def _plan_bbu(m: Mission, rng: random.Random, fail: bool) -> tuple[list[Obj], st
         if mode != "no_wire":
             n = _n(rng)
             objs += [_wire(rng, neat=not (mode == "messy_wire" and i == 0)) for i in range(n)]
-        extras = [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _bbu_device(rng)]
     elif m.id == "bbu_cable":
         modes = ("no_bbu_plug", "bad_bbu_plug", "no_odf_plug", "bad_odf_plug", "no_fibre", "bare_fibre", "bent_fibre")
         mode = rng.choice(modes) if fail else ""
@@ -180,7 +193,6 @@ def _plan_bbu(m: Mission, rng: random.Random, fail: bool) -> tuple[list[Obj], st
                 _fibre(rng, protected=not (mode == "bare_fibre" and i == 0), radius_ok=not (mode == "bent_fibre" and i == 0))
                 for i in range(n)
             ]
-        extras = [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _wire(rng, rng.random() < 0.5)]
     elif m.id == "bbu_wind":
         mode = rng.choice(("no_device", "no_shield", "shield_reversed", "shield_bad")) if fail else ""
         need = "空间充足需安装" if fail or rng.random() < 0.5 else "免装"
@@ -196,12 +208,25 @@ def _plan_bbu(m: Mission, rng: random.Random, fail: bool) -> tuple[list[Obj], st
                     },
                 )
             )
-        extras = [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _conform("BBU安装螺丝", 1)[0]]
     else:
         raise KeyError(m.id)
+    extras = _extras(m, rng)
     for _ in range(rng.randint(0, 2)):
         objs.append(rng.choice(extras)())
     return objs, mode
+
+
+def _extras(m: Mission, rng: random.Random) -> list[Callable[[], Obj]]:
+    """The mission's distractors: objects that no focus point of the mission reads."""
+    return {
+        "bbu_install": [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _wire(rng, rng.random() < 0.5)],
+        "bbu_ground": [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _bbu_device(rng)],
+        "bbu_cable": [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _wire(rng, rng.random() < 0.5)],
+        "bbu_wind": [lambda: _label(rng, "BBU", rng.random() < 0.8), lambda: _conform("BBU安装螺丝", 1)[0]],
+        "rru_install": [lambda: _label(rng, "RRU"), lambda: _ground_wire(rng), lambda: _tail(rng, rng.random() < 0.5)],
+        "rru_position": [lambda: _rru(rng), lambda: _tail(rng, rng.random() < 0.5)],
+        "rru_cable": [lambda: _rru(rng), lambda: _fasteners(1, bad=rng.randint(0, 1))[0], lambda: _label(rng, "RRU")],
+    }[m.id]
 
 
 def _plan_rru(m: Mission, rng: random.Random, fail: bool) -> tuple[dict[str, list[Obj]], str]:
@@ -211,15 +236,13 @@ def _plan_rru(m: Mission, rng: random.Random, fail: bool) -> tuple[dict[str, lis
     mode = ""
     if m.id == "rru_install":
         mode = rng.choice(("no_rru", "no_fastener", "bad_fastener")) if fail else ""
-        extras = [lambda: _label(rng, "RRU"), lambda: _ground_wire(rng), lambda: _tail(rng, rng.random() < 0.5)]
     elif m.id == "rru_position":
         mode = rng.choice(("no_fastener", "bad_fastener", "no_ground", "no_label", "unreadable_label")) if fail else ""
-        extras = [lambda: _rru(rng), lambda: _tail(rng, rng.random() < 0.5)]
     elif m.id == "rru_cable":
         mode = rng.choice(("no_tail", "bare_tail")) if fail else ""
-        extras = [lambda: _rru(rng), lambda: _fasteners(1, bad=rng.randint(0, 1))[0], lambda: _label(rng, "RRU")]
     else:
         raise KeyError(m.id)
+    extras = _extras(m, rng)
     failing = str(rng.randint(1, n_points))  # the point that breaks a per-point rule
     for p in range(1, n_points + 1):
         point = str(p)
@@ -251,36 +274,76 @@ def _plan_rru(m: Mission, rng: random.Random, fail: bool) -> tuple[dict[str, lis
     return points, mode
 
 
-def _spread(objs: list[Obj], n_images: int, rng: random.Random) -> list[list[Obj]]:
-    """Objects over ``n_images`` non-empty images (at most 11 objects per image)."""
+def _spread(objs: list[Obj], n_images: int, rng: random.Random, cap: int = MAX_PER_IMAGE) -> list[list[Obj]]:
+    """Objects over ``n_images`` non-empty images, at most ``cap`` objects per image (more images
+    when they do not fit: never with the unshifted cap, whose groups have fewer objects)."""
     objs = list(objs)
     rng.shuffle(objs)
-    n_images = max(1, min(n_images, len(objs)))
+    n_images = max(1, min(n_images, len(objs)), math.ceil(len(objs) / cap))
     images: list[list[Obj]] = [[] for _ in range(n_images)]
     for i, obj in enumerate(objs):
         target = i if i < n_images else rng.randrange(n_images)
-        while len(images[target]) >= 11:
+        while len(images[target]) >= cap:
             target = (target + 1) % n_images
         images[target].append(obj)
     return images
 
 
-def plan_group(m: Mission, rng: random.Random, fail: bool) -> tuple[list[Scene], str]:
-    """The scenes (images, in order) of one group planned to pass or fail, and the failure mode."""
+def _pad(objs: list[Obj], n: int, m: Mission, rng: random.Random) -> None:
+    """Add the mission's distractors to ``objs`` until there are ``n`` (shift more_images: one object
+    for each image at least; the distractors leave the planned label as it is)."""
+    extras = _extras(m, rng)
+    while len(objs) < n:
+        objs.append(rng.choice(extras)())
+
+
+def plan_group(m: Mission, rng: random.Random, fail: bool, shift: Iterable[str] = ()) -> tuple[list[Scene], str]:
+    """The scenes (images, in order) of one group planned to pass or fail, and the failure mode.
+
+    ``shift``: names from ``shift.SHIFTS`` (docs/data.md, "Shifted worlds"); none plans as always,
+    drawing the same numbers from ``rng``.
+    """
+    shift = canonical_shift(shift)
+    more = "more_images" in shift
+    cap = LAYOUT_MAX_PER_IMAGE[m.domain] if "layout" in shift else MAX_PER_IMAGE
     if m.domain == "BBU":
         objs, mode = _plan_bbu(m, rng, fail)
         if not objs:
             objs = [_label(rng, "BBU")]
-        scenes = [Scene("BBU", part) for part in _spread(objs, rng.randint(1, 3), rng)]
+        if more:
+            n_images = rng.randint(5, 7)
+            _pad(objs, n_images, m, rng)
+        else:
+            n_images = rng.randint(1, 3)
+        scenes = [Scene("BBU", part) for part in _spread(objs, n_images, rng, cap)]
     else:
         points, mode = _plan_rru(m, rng, fail)
         per_point = 3 - len(points) if len(points) < 3 else 1
+        if more:  # 5-7 relevant images over the install points, as evenly as they go
+            total = rng.randint(5, 7)
+            counts = [total // len(points) + (i < total % len(points)) for i in range(len(points))]
         scenes = []
-        for point, objs in points.items():
-            for part in _spread(objs, rng.randint(1, per_point), rng):
+        for i, (point, objs) in enumerate(points.items()):
+            if more:
+                n_images = counts[i]
+                _pad(objs, n_images, m, rng)
+            else:
+                n_images = rng.randint(1, per_point)
+            for part in _spread(objs, n_images, rng, cap):
                 scenes.append(Scene("RRU", part, point=point))
         if rng.random() < 0.3:
             rng.choice(scenes).objects.append(Obj("站点距离", {"站点距离": str(rng.randint(5, 60))}))
-    if len(scenes) < MAX_IMAGES and rng.random() < 0.35:
+    if "more_irrelevant" in shift:
+        n_irrelevant = rng.randint(1, 2)
+    else:
+        n_irrelevant = int((len(scenes) < MAX_IMAGES or more) and rng.random() < 0.35)
+    for _ in range(n_irrelevant):
         scenes.insert(rng.randint(0, len(scenes)), Scene(m.domain, irrelevant=rng.choice(("document", "drawing"))))
+    for scene in scenes:
+        if "layout" in shift and not scene.irrelevant:
+            scene.layout = "large"
+        if "unseen_labels" in shift:
+            for obj in scene.objects:
+                if "文本" in obj.attrs:
+                    obj.attrs["文本"] = UNSEEN_TEXTS[obj.attrs["文本"]]
     return scenes, mode
