@@ -183,3 +183,45 @@ def judge_group(mission: Mission | str, summaries: dict[str, str] | list[str]) -
     if fails:
         return "fail", "；".join(fails)
     return "pass", "；".join(oks) + "，满足全部检查要点"
+
+
+def summary_problem(summary: object) -> str | None:
+    """Why the rules cannot read one summary, or None when they can (无关图片, or a JSON object,
+    with or without its header line, as ``judge_group`` reads it)."""
+    if not isinstance(summary, str):
+        return f"not text ({type(summary).__name__})"
+    line = postprocess_summary(summary)
+    if line == IRRELEVANT:
+        return None
+    if not line:
+        return "empty"
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    return None if isinstance(obj, dict) else "not a JSON object"
+
+
+def rules_label(mission: Mission | str | None, summaries: dict[str, str] | None) -> tuple[str | None, str]:
+    """``judge_group(mission, summaries)`` where the rules can judge the group, else ``(None, why not)``.
+
+    They cannot when the mission is not in the catalogue or has no rules, when there are no
+    summaries, or when a summary is neither 无关图片 nor a JSON object: ``judge_group`` takes such a
+    summary as no evidence, but whether its image showed an item is not known, so no label is
+    claimed for the group (Stage-B's error attribution reports it as ``unknown``).
+    """
+    try:
+        m = resolve_mission(mission) if mission is not None else None
+    except KeyError:
+        m = None
+    if m is None:
+        return None, f"unknown mission {mission!r}"
+    if m.id not in RULES:
+        return None, f"mission {m.id} has no rules"
+    if not isinstance(summaries, dict) or not summaries:
+        return None, "no summaries"
+    for key in natsorted(summaries):
+        problem = summary_problem(summaries[key])
+        if problem is not None:
+            return None, f"{key}: summary is {problem}"
+    return judge_group(m, summaries)

@@ -8,6 +8,12 @@ A prediction record is one group (one line of ``predictions.jsonl``); the fields
 Votes and the group verdict are recomputed from the raw ``answers`` (the same
 :func:`vote` wrote them), so ``metrics.json`` can always be rebuilt from
 ``predictions.jsonl`` alone. Nothing here imports torch.
+
+Error attribution reads two more fields, ``mission_id`` (else ``mission``) and ``summaries``
+(the group's ``{图片_i: summary}`` as the verdict model saw it): the mission's rules
+(``bbuqc.missions.rules``) are applied to the summaries *here*, at metrics time, so a
+stored ``rules_verdict`` / ``error_source`` is never trusted and a record without
+``summaries`` (written before attribution existed) has ``rules_verdict`` None.
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ FALSE_FAIL = "false_fail"  # human 通过, model 不通过 or invalid
 INVALID_ON_FAIL = "invalid"  # human 不通过, model invalid: right for the business, still no answer
 CORRECT = "correct"
 OUTCOMES = (FALSE_PASS, FALSE_FAIL, INVALID_ON_FAIL, CORRECT)
+
+# Where a wrong verdict (verdict != human label, invalid included) comes from (docs/evaluate.md).
+STAGE_A = "stage_a"  # the rules on the group's summaries already give the wrong label
+VERDICT_MODEL = "verdict_model"  # the rules on the summaries give the human label; the model missed it
+UNKNOWN = "unknown"  # the rules cannot judge the group (a summary they cannot read, a mission without rules)
+ERROR_SOURCES = (STAGE_A, VERDICT_MODEL, UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,35 @@ def outcome(label: str, verdict: str) -> str:
     return CORRECT
 
 
+def rules_verdict(record: dict) -> str | None:
+    """通过 / 不通过: what the mission's rules say of the record's ``summaries``; None when they
+    cannot judge it (no ``summaries``, a summary that is neither 无关图片 nor a JSON object, a
+    mission unknown to the catalogue or without rules: ``bbuqc.missions.rules.rules_label``)."""
+    from bbuqc.data.records import VERDICT_OF_LABEL
+    from bbuqc.missions.rules import rules_label
+
+    mission = record.get("mission_id") or record.get("mission")
+    label, _ = rules_label(mission, record.get("summaries"))
+    return None if label is None else VERDICT_OF_LABEL[label]
+
+
+def error_source(label: str, verdict: str, rules: str | None) -> str | None:
+    """None for a correct verdict; else ``stage_a`` when the rules' verdict ``rules`` is wrong too,
+    ``verdict_model`` when it equals the human ``label``, ``unknown`` when it is None."""
+    if verdict == label:
+        return None
+    if rules is None:
+        return UNKNOWN
+    return VERDICT_MODEL if rules == label else STAGE_A
+
+
+def attribution(record: dict) -> tuple[str | None, str | None]:
+    """``(rules_verdict, error_source)`` of one prediction record (the fields predictions.jsonl
+    stores; metrics recompute them with this function)."""
+    rules = rules_verdict(record)
+    return rules, error_source(record["label"], vote(record["answers"]).verdict, rules)
+
+
 def verdict_reward_ids() -> list[str]:
     from bbuqc.rewards import reward_names
 
@@ -114,6 +155,12 @@ def _check(record: dict, i: int) -> None:
 
 def group_stats(records: Iterable[dict]) -> dict:
     """The metrics of a set of groups (overall, or one mission's)."""
+    return _stats([(record, rules_verdict(record)) for record in records])
+
+
+def _stats(judged: Sequence[tuple[dict, str | None]]) -> dict:
+    """``group_stats`` of ``(record, rules_verdict)`` pairs (the rules run once per record)."""
+    records = [record for record, _ in judged]
     confusion = {h: dict.fromkeys(MODEL_VERDICTS, 0) for h in HUMAN_LABELS}
     n = n_answers = invalid_answers = ties = 0
     reward_sums: dict[str, float] = {}
@@ -154,6 +201,47 @@ def group_stats(records: Iterable[dict]) -> dict:
         "ties": ties,
         "confusion": confusion,
         "rewards": {rid: reward_sums[rid] / reward_counts[rid] for rid in reward_sums if reward_counts[rid]},
+        "attribution": _attribution(judged),
+    }
+
+
+def _attribution(judged: Sequence[tuple[dict, str | None]]) -> dict:
+    """Where the wrong verdicts come from, and the rules' own figures on the groups they can judge."""
+    sources = dict.fromkeys(ERROR_SOURCES, 0)
+    rules = {h: {PASS: 0, FAIL: 0} for h in HUMAN_LABELS}  # human -> rules verdict -> groups
+    model_correct_judged = correct_against_rules = 0
+    for record, rv in judged:
+        label, verdict = record["label"], vote(record["answers"]).verdict
+        source = error_source(label, verdict, rv)
+        if source is not None:
+            sources[source] += 1
+        if rv is not None:
+            rules[label][rv] += 1
+            model_correct_judged += verdict == label
+            correct_against_rules += verdict == label and rv != label
+    wrong = sum(sources.values())
+    judged_n = sum(sum(row.values()) for row in rules.values())
+    human_pass, human_fail = sum(rules[PASS].values()), sum(rules[FAIL].values())
+    rules_correct = rules[PASS][PASS] + rules[FAIL][FAIL]
+    return {
+        "wrong": wrong,
+        **sources,
+        **{f"{k}_share": rate(n, wrong) for k, n in sources.items()},
+        "correct_against_rules": correct_against_rules,
+        "rules": {
+            "judged": judged_n,
+            "unjudgeable": len(judged) - judged_n,
+            "human_pass": human_pass,
+            "human_fail": human_fail,
+            "correct": rules_correct,
+            "accuracy": rate(rules_correct, judged_n),
+            "false_pass": rules[FAIL][PASS],
+            "false_pass_rate": rate(rules[FAIL][PASS], human_fail),
+            "false_fail": rules[PASS][FAIL],
+            "false_fail_rate": rate(rules[PASS][FAIL], human_pass),
+            "model_correct": model_correct_judged,
+            "model_accuracy": rate(model_correct_judged, judged_n),
+        },
     }
 
 
@@ -171,17 +259,18 @@ def compute_metrics(records: Sequence[dict]) -> dict:
     records = list(records)
     for i, record in enumerate(records):
         _check(record, i)
-    by_mission: dict[str, list[dict]] = {}
-    for record in records:
-        by_mission.setdefault(mission_key(record), []).append(record)
+    judged = [(record, rules_verdict(record)) for record in records]
+    by_mission: dict[str, list[tuple[dict, str | None]]] = {}
+    for pair in judged:
+        by_mission.setdefault(mission_key(pair[0]), []).append(pair)
     order = {mid: i for i, mid in enumerate(MISSIONS)}
     per_mission = {}
     for mid in sorted(by_mission, key=lambda k: (order.get(k, len(order)), k)):
         group = by_mission[mid]
-        per_mission[mid] = {"mission": group[0].get("mission"), **group_stats(group)}
+        per_mission[mid] = {"mission": group[0][0].get("mission"), **_stats(group)}
     return {
         "false_pass_limit": FALSE_PASS_LIMIT,
-        "overall": group_stats(records),
+        "overall": _stats(judged),
         "per_mission": per_mission,
     }
 

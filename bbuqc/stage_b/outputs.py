@@ -7,7 +7,13 @@ the group is answered::
     {"source": "/abs/bbu_wind.jsonl", "line": 3, "group_id": "QC-…", "mission": "挡风板安装检查",
      "mission_id": "bbu_wind", "label": "不通过", "answers": ["不通过\\n理由: …"],
      "votes": {"通过": 0, "不通过": 1, "invalid": 0}, "verdict": "不通过", "reason": "…",
-     "valid": true, "tie": false, "rewards": {"verdict.format": [1.0], …}}
+     "valid": true, "tie": false, "rules_verdict": "不通过", "error_source": null,
+     "rewards": {"verdict.format": [1.0], …}, "summaries": {"图片_1": "{…}", "图片_2": "无关图片"}}
+
+``summaries`` are the group's Stage-A summaries as the verdict model saw them; ``rules_verdict``
+and ``error_source`` (error attribution, docs/evaluate.md) are recomputed from them by the
+metrics, so a line written before they existed still counts (its summaries are then taken from
+the run's inputs).
 
 A group's key is (source, group_id, label): a re-run skips keys already present, and a
 repeated key is refused (two evaluations cannot both write into one folder: the file is
@@ -26,7 +32,7 @@ from pathlib import Path
 from bbuqc.io.atomic import write_text_atomic
 from bbuqc.io.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, read_jsonl
 
-from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, worst_examples
+from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, attribution, worst_examples
 
 PREDICTIONS = "predictions.jsonl"
 SETTINGS = "predictions.settings.json"
@@ -53,6 +59,11 @@ def _parse(obj) -> dict:
     answers = obj["answers"]
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
         raise RecordError("answers: expected a non-empty list of strings")
+    summaries = obj.get("summaries")
+    if summaries is not None and (
+        not isinstance(summaries, dict) or not all(isinstance(v, str) for v in summaries.values())
+    ):
+        raise RecordError("summaries: expected an object of {图片_i: summary text}")
     return obj
 
 
@@ -175,6 +186,7 @@ def render_report(metrics: dict, records: Sequence[dict], examples: int = 20) ->
     for h in HUMAN_LABELS:
         row = o["confusion"][h]
         out.append(f"| {h} | " + " | ".join(str(row[m]) for m in MODEL_VERDICTS) + f" | {sum(row.values())} |")
+    out += _attribution_section(metrics)
     worst = worst_examples(records, limit=examples)
     out += ["", "## Worst examples", ""]
     if not worst:
@@ -184,17 +196,71 @@ def render_report(metrics: dict, records: Sequence[dict], examples: int = 20) ->
             "False passes first, then false fails, then invalid verdicts on human-不通过 groups "
             f"(at most {examples}).",
             "",
-            "| # | outcome | mission | group | human | model | votes | reason, else first answer (raw) |",
-            "|" + " --- |" * 8,
+            "| # | outcome | mission | group | human | model | rules | error source | votes "
+            "| reason, else first answer (raw) |",
+            "|" + " --- |" * 10,
         ]
         for i, (kind, rec, v) in enumerate(worst, 1):
             shown = v.reason if v.reason is not None else json.dumps(rec["answers"][0], ensure_ascii=False)
+            rules, source = attribution(rec)
             out.append(
                 f"| {i} | {kind} | {_cell(rec.get('mission'), 24)} | {_cell(rec['group_id'], 40)} | {rec['label']} | "
-                f"{v.verdict} | {_votes(v.votes)} | {_cell(shown, 120)} |"
+                f"{v.verdict} | {rules or '—'} | {source} | {_votes(v.votes)} | {_cell(shown, 120)} |"
             )
     out += _invalid_section(records, examples)
     return "\n".join(out) + "\n"
+
+
+def rules_line(a: dict) -> str:
+    """The reference line: the mission's rules' own figures on the groups they can judge."""
+    r = a["rules"]
+    if not r["judged"]:
+        return f"Rules on these summaries: no group can be judged ({r['unjudgeable']} unjudgeable)."
+    line = (
+        f"Rules on these summaries: accuracy {_frac(r['correct'], r['judged'], r['accuracy'])}, "
+        f"false-pass {_frac(r['false_pass'], r['human_fail'], r['false_pass_rate'])}, "
+        f"false-fail {_frac(r['false_fail'], r['human_pass'], r['false_fail_rate'])}; "
+        f"the model on the same {r['judged']} groups: {_frac(r['model_correct'], r['judged'], r['model_accuracy'])}"
+    )
+    if r["unjudgeable"]:
+        line += f"; {r['unjudgeable']} group(s) the rules cannot judge are left out"
+    return line + "."
+
+
+def _attribution_section(metrics: dict) -> list[str]:
+    a = metrics["overall"]["attribution"]
+    out = [
+        "", "## Error attribution", "",
+        "A wrong verdict (verdict ≠ human label, invalid included) comes from **Stage-A** when the mission's rules "
+        "(`bbuqc/missions/rules.py`) applied to the group's summaries already give the wrong label, from the "
+        "**verdict model** when they give the human label, and is **unknown** when the rules cannot judge the "
+        "group (a summary that is neither 无关图片 nor a JSON object, a mission without rules).",
+        "",
+        rules_line(a),
+        "",
+        "| source | wrong verdicts | share |",
+        "| --- | --- | --- |",
+        f"| Stage-A (the summaries do not support the human label) | {a['stage_a']} | {_pct(a['stage_a_share'])} |",
+        f"| verdict model (the summaries support it; the model missed it) | {a['verdict_model']} "
+        f"| {_pct(a['verdict_model_share'])} |",
+        f"| unknown (the rules cannot judge the group) | {a['unknown']} | {_pct(a['unknown_share'])} |",
+        f"| total | {a['wrong']} | {_pct(1.0 if a['wrong'] else None)} |",
+    ]
+    if a["correct_against_rules"]:
+        out += ["", f"{a['correct_against_rules']} correct verdict(s) on groups whose summaries the rules judge "
+                    "wrongly (the model was right although the summaries do not support it)."]
+    out += [
+        "", "| mission | wrong | Stage-A | verdict model | unknown | rules accuracy | rules false pass |",
+        "|" + " --- |" * 7,
+    ]
+    for mid, m in metrics["per_mission"].items():
+        ma, r = m["attribution"], m["attribution"]["rules"]
+        out.append(
+            f"| {mid} | {ma['wrong']} | {ma['stage_a']} | {ma['verdict_model']} | {ma['unknown']} "
+            f"| {_frac(r['correct'], r['judged'], r['accuracy'])} "
+            f"| {_frac(r['false_pass'], r['human_fail'], r['false_pass_rate'])} |"
+        )
+    return out
 
 
 def _invalid_section(records: Sequence[dict], limit: int) -> list[str]:

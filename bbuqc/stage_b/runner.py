@@ -7,6 +7,7 @@ predictions file) -> metrics.json + report.md (atomic) -> W&B (logger=wandb).
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from bbuqc.data.rows import verdict_row
 from bbuqc.errors import InputError
 from bbuqc.runtime.offline import use_offline_defaults
 
-from .metrics import compute_metrics, score_answers, vote
+from .metrics import attribution, compute_metrics, score_answers, vote
 from .outputs import (
     PREDICTIONS,
     PredictionsError,
@@ -67,10 +68,15 @@ def load_groups(files: list[Path], max_rows: int | None = None) -> list[Group]:
     return groups
 
 
+def summaries_of(group: Group) -> dict[str, str]:
+    """The group's ``{图片_i: summary}``, as its verdict prompt shows them."""
+    return json.loads(group.row["summaries"])
+
+
 def prediction_record(group: Group, answers: list[str]) -> dict:
     row = group.row
     v = vote(answers)
-    return {
+    record = {
         "source": group.source,
         "line": group.line,
         "group_id": row["group_id"],
@@ -83,8 +89,27 @@ def prediction_record(group: Group, answers: list[str]) -> dict:
         "reason": v.reason,
         "valid": v.valid,
         "tie": v.tie,
+        "rules_verdict": None,
+        "error_source": None,
         "rewards": score_answers(answers, row["group_label"], row["summaries"]),
+        "summaries": summaries_of(group),
     }
+    record["rules_verdict"], record["error_source"] = attribution(record)
+    return record
+
+
+def with_summaries(records: list[dict], groups: list[Group]) -> list[dict]:
+    """``records``, where one written before predictions carried ``summaries`` gets them (in memory
+    only) from the input group of the same key, so error attribution covers it; a record of a group
+    that is not in the inputs stays without (its rules verdict is then unknown)."""
+    by_key = {g.key: g for g in groups}
+    out = []
+    for r in records:
+        group = by_key.get(prediction_key(r))
+        if "summaries" not in r and group is not None:
+            r = {**r, "summaries": summaries_of(group)}
+        out.append(r)
+    return out
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -183,7 +208,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
                 initial=len(groups) - len(pending),
             ):
                 append_prediction(file, prediction_record(group, answers))
-        records = list(file.records)
+        records = with_summaries(list(file.records), groups)
         keys = {g.key for g in groups}
         extra = sum(prediction_key(r) not in keys for r in records)
         if extra:
@@ -263,6 +288,12 @@ def flat_metrics(metrics: dict, prefix: str = "evaluate") -> dict[str, float | i
                 for human, row in value.items():
                     for model, count in row.items():
                         flat[f"{prefix}/{scope}/confusion/{human}/{model}"] = count
+            elif key == "attribution":  # evaluate/overall/attribution/stage_a, …/attribution/rules/accuracy
+                for name, item in value.items():
+                    items = item.items() if isinstance(item, dict) else [(None, item)]
+                    for sub, v in items:
+                        if isinstance(v, (bool, int, float)):
+                            flat[f"{prefix}/{scope}/attribution/{name}" + (f"/{sub}" if sub else "")] = v
             elif isinstance(value, (bool, int, float)):
                 flat[f"{prefix}/{scope}/{key}"] = value
     return flat
@@ -276,21 +307,27 @@ def log_to_wandb(wb, metrics: dict, records: list[dict]) -> None:
     rids = list(metrics["overall"]["rewards"])
     missions = wandb.Table(
         columns=["mission_id", "mission", "n", "accuracy", "false_pass_rate", "false_pass_ok", "false_fail_rate",
-                 "invalid_rate", *rids]
+                 "invalid_rate", "wrong_stage_a", "wrong_verdict_model", "wrong_unknown", "rules_accuracy", *rids]
     )
     for mid, m in {"overall": {**metrics["overall"], "mission": "overall"}, **metrics["per_mission"]}.items():
+        a = m["attribution"]
         missions.add_data(mid, m["mission"], m["n"], m["accuracy"], m["false_pass_rate"], m["false_pass_ok"],
-                          m["false_fail_rate"], m["invalid_rate"], *[m["rewards"].get(r) for r in rids])
-    predictions = wandb.Table(columns=["group_id", "mission", "label", "verdict", "valid", "votes", "reason", "answers"])
+                          m["false_fail_rate"], m["invalid_rate"], a["stage_a"], a["verdict_model"], a["unknown"],
+                          a["rules"]["accuracy"], *[m["rewards"].get(r) for r in rids])
+    predictions = wandb.Table(columns=["group_id", "mission", "label", "verdict", "valid", "votes", "reason",
+                                       "rules_verdict", "error_source", "answers"])
     for r in records:
         v = vote(r["answers"])
+        rules, source = attribution(r)
         predictions.add_data(r["group_id"], r["mission"], r["label"], v.verdict, v.valid, str(v.votes), v.reason,
-                             "\n---\n".join(r["answers"]))
+                             rules, source, "\n---\n".join(r["answers"]))
     wb.log({**flat, "evaluate/per_mission": missions, "evaluate/predictions": predictions})
 
 
 def _print_summary(metrics: dict, out_dir: Path) -> None:
     o = metrics["overall"]
+    a = o["attribution"]
+    r = a["rules"]
 
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
@@ -300,7 +337,11 @@ def _print_summary(metrics: dict, out_dir: Path) -> None:
         f"Stage-B: {o['n']} groups, accuracy {pct(o['accuracy'])}, "
         f"false pass {o['false_pass']}/{o['human_fail']} ({pct(o['false_pass_rate'])}, {ok}), "
         f"false fail {o['false_fail']}/{o['human_pass']} ({pct(o['false_fail_rate'])}), "
-        f"invalid answers {pct(o['invalid_rate'])}\nreport: {out_dir / 'report.md'}"
+        f"invalid answers {pct(o['invalid_rate'])}\n"
+        f"wrong verdicts {a['wrong']}: Stage-A {a['stage_a']}, verdict model {a['verdict_model']}, "
+        f"unknown {a['unknown']}; rules on these summaries: accuracy {pct(r['accuracy'])}, "
+        f"false pass {pct(r['false_pass_rate'])} ({r['judged']} groups judged)\n"
+        f"report: {out_dir / 'report.md'}"
     )
 
 

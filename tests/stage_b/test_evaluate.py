@@ -16,7 +16,7 @@ from test_metrics import TABLE, TableModel, compose_cfg, make_inputs
 
 from bbuqc.data.records import read_stage_a_jsonl
 from bbuqc.data.rows import verdict_row
-from bbuqc.stage_b.metrics import compute_metrics, score_answers, vote
+from bbuqc.stage_b.metrics import attribution, compute_metrics, score_answers, vote
 from bbuqc.stage_b.outputs import read_predictions
 from bbuqc.stage_b.runner import EvaluationInputError, evaluate, flat_metrics, load_groups, log_to_wandb
 
@@ -61,6 +61,8 @@ def _assert_consistent(out: Path, files: list[Path]) -> list[dict]:
         assert (r["votes"], r["verdict"], r["reason"], r["valid"], r["tie"]) == (v.votes, v.verdict, v.reason, v.valid, v.tie)
         assert r["rewards"] == score_answers(r["answers"], row["group_label"], row["summaries"])
         assert r["mission_id"] == row["mission"]
+        assert r["summaries"] == json.loads(row["summaries"])
+        assert (r["rules_verdict"], r["error_source"]) == attribution(r)
     report = (out / "report.md").read_text()
     o = metrics["overall"]
     assert f"({o['correct']}/{o['n']})" in report
@@ -90,6 +92,11 @@ def test_cli_report_on_the_synthetic_set_agrees_with_predictions(synthetic_stage
     o = metrics["overall"]
     assert o["human_pass"] + o["human_fail"] == 42
     assert sum(sum(row.values()) for row in o["confusion"].values()) == 42
+    # perfect Stage-A records: the world's labels are the rules' own, so every error is the verdict model's
+    a = o["attribution"]
+    assert (a["rules"]["accuracy"], a["rules"]["judged"], a["stage_a"], a["unknown"]) == (1.0, 42, 0, 0)
+    assert a["verdict_model"] == a["wrong"] == 42 - o["correct"]
+    assert "rules on these summaries: accuracy 100.0%" in done.stdout
 
     # a finished run re-run: nothing to answer (no model loads), the file untouched, same numbers
     path = out / "predictions.jsonl"
@@ -219,6 +226,8 @@ def test_wandb_gets_summary_and_tables(tmp_path, session_cache):
     assert flat["evaluate/bbu_wind/false_pass_ok"] is False
     assert flat["evaluate/rru_cable/verdict.format"] == pytest.approx(7 / 12)
     assert flat["evaluate/overall/confusion/不通过/通过"] == 1
+    assert flat["evaluate/overall/attribution/wrong"] == 5
+    assert flat["evaluate/overall/attribution/rules/judged"] == 8
     assert run.logged["evaluate/predictions"].data[0][0] == TABLE[0][1]
     assert len(run.logged["evaluate/per_mission"].data) == 3  # overall + two missions
 
