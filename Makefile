@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run demo test test-full bench lint venv clean
+.PHONY: run demo test test-full bench lint venv clean check-deps
 
 run: $(STAMP)  ## GRPO on the embedded default: tiny model, synthetic data, CPU, offline
 	$(PY) -m bbuqc.train
@@ -27,7 +27,10 @@ faults: $(STAMP)  ## the fault battery: kills + resume, concurrent writers, ever
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m benchmarks.fault_battery
 
 lint: $(STAMP)
-	$(PY) -m ruff check bbuqc tests benchmarks
+	$(PY) -m ruff check bbuqc tests benchmarks scripts
+
+check-deps: $(STAMP)  ## do `.[dev]` and `.[gpu]` still resolve? pip --dry-run against the registry (~2 min; exit 3: network)
+	$(PY) scripts/check_deps.py
 
 venv: $(STAMP)
 
