@@ -175,15 +175,19 @@ class RewardConfig:
     # {namespace: {reward: weight}}: `summary.format` is reward.weights.summary.format.
     # Values stay untyped here so validation can name a bad one in the project's terms.
     weights: dict[str, Any] = field(default_factory=dict)
+    # {namespace: {reward: {parameter: value}}}: a reward's declared parameters (docs/rewards.md), e.g.
+    # reward.params.verdict.cost.false_pass=4; unset ones keep the reward's defaults
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def check_reward(r: DictConfig) -> list[str]:
     from omegaconf import OmegaConf
 
-    from bbuqc.config.reward_sets import flatten_weights
+    from bbuqc.config.reward_sets import flatten_weights, params_problems
     from bbuqc.rewards import reward_id_problem
 
     flat = flatten_weights(OmegaConf.to_container(r.weights, resolve=True) or {})
+    params = params_problems(OmegaConf.to_container(r.params, resolve=True) if "params" in r else {}, flat, r.name)
     if not flat:
         return [f"reward.weights: reward={r.name!r} lists no rewards"]
     out = []
@@ -195,7 +199,7 @@ def check_reward(r: DictConfig) -> list[str]:
             out.append(f"reward.weights.{rid}={weight!r}: expected a finite number")
     if not out and all(w == 0 for w in flat.values()):
         out.append("reward.weights: every weight is 0, so there is nothing to optimise")
-    return out
+    return out + params
 
 
 @dataclass

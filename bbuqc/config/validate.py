@@ -327,7 +327,7 @@ COMMAND_CHECKS: dict[str, tuple[Check, ...]] = {
     "infer": (node(S.check_model), _adapter_fits_base, node(S.check_data), node(S.check_compute),
               node(S.check_infer), _infer_inputs),
     "evaluate": (node(S.check_model), _adapter_fits_base, node(S.check_data), node(S.check_compute),
-                 node(S.check_evaluate), _evaluate_inputs),
+                 node(S.check_evaluate), _evaluate_inputs, node(S.check_reward)),  # scores with the reward params
     "export": (node(S.check_model), _export_base, node(S.check_export)),
 }
 

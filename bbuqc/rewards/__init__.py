@@ -4,7 +4,7 @@ Pure Python (no torch, transformers or ms-swift), so configs can be validated
 without them. See docs/rewards.md for every id and REWARDS.md for the contract.
 """
 
-from .base import RewardError, pop_error_metrics, strict_rewards
+from .base import Param, RewardError, RewardParamError, pop_error_metrics, strict_rewards
 from .registry import (
     LEGACY_IDS,
     REGISTRY,
@@ -23,9 +23,11 @@ __all__ = [
     "LEGACY_IDS",
     "REGISTRY",
     "LegacyRewardIdError",
+    "Param",
     "RewardError",
     "RewardFunction",
     "RewardIdError",
+    "RewardParamError",
     "RewardSpec",
     "clear_caches",
     "get_reward",

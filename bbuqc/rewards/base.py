@@ -8,7 +8,16 @@ The scorer modules read as a table of decorated functions::
 
 ``reward`` wraps each scorer in a ``RewardFunction`` (called the way ms-swift
 calls rewards, named by its id) and adds it to ``REGISTRY`` in definition
-order. A scorer that raises or leaves its range must not break a training
+order.
+
+A reward may declare parameters (``params={"false_pass": Param(float, 4.0, lo=0)}``),
+which the config sets (``reward.params.<id>.<name>``) and the scorer receives as
+keyword arguments. Its range may then depend on them: ``lo`` / ``hi`` may be
+functions of the parameter values, and every range check uses the range of the
+values in effect. ``REGISTRY`` holds each reward at its declared defaults;
+``RewardFunction.with_params`` builds it with other values (checked first).
+
+A scorer that raises or leaves its range must not break a training
 step, so that row scores 0.0; but it is never silent: the row is counted under
 the reward's id (``pop_error_metrics`` -> ``rewards/<id>/errors``) and the
 first error of each id is logged as a warning. Under ``strict_rewards()`` the
@@ -21,25 +30,140 @@ import gc
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from .summary.context import as_list
 
 log = logging.getLogger(__name__)
 
 
+_TYPE_WORDS = {float: "a finite number", int: "an integer", bool: "true or false", str: "a string"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter of a reward: its type, default and allowed range (inclusive).
+
+    Set from the config as ``reward.params.<reward id>.<name>``. A ``float`` takes any finite
+    number (an int too, converted); an ``int`` takes integers; booleans are neither.
+    """
+
+    type: type  # float | int | bool | str
+    default: Any
+    lo: float | None = None  # smallest allowed value (None: unbounded)
+    hi: float | None = None  # largest allowed value (None: unbounded)
+    doc: str = ""  # what it means, for the docs and error lines
+
+    def __post_init__(self):
+        if self.type not in _TYPE_WORDS:
+            raise TypeError(f"Param type must be one of float, int, bool, str; got {self.type!r}")
+        problem = self.problem(self.default)
+        if problem:
+            raise ValueError(f"Param default {self.default!r}: {problem}")
+
+    def expected(self) -> str:
+        """What the parameter takes, in words: ``a finite number >= 0``."""
+        words = _TYPE_WORDS[self.type]
+        if self.lo is not None and self.hi is not None:
+            return f"{words} in [{self.lo:g}, {self.hi:g}]"
+        if self.lo is not None:
+            return f"{words} >= {self.lo:g}"
+        if self.hi is not None:
+            return f"{words} <= {self.hi:g}"
+        return words
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` is not allowed (``expected a finite number >= 0``), or None when it is."""
+        if self.type is bool:
+            ok = isinstance(value, bool)
+        elif self.type is str:
+            ok = isinstance(value, str)
+        elif isinstance(value, bool):
+            ok = False
+        elif self.type is int:
+            ok = isinstance(value, int)
+        else:
+            ok = isinstance(value, (int, float)) and math.isfinite(value)
+        if ok and self.type in (int, float):
+            ok = (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+        return None if ok else f"expected {self.expected()}"
+
+    def convert(self, value: object) -> Any:
+        """An allowed value in the parameter's own type (an int given for a float becomes a float)."""
+        return float(value) if self.type is float else value
+
+
+class RewardParamError(ValueError):
+    """Parameter values a reward does not take; ``problems`` is one line each, naming the parameter."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+Bound = float | Callable[[Mapping[str, Any]], float]
+
+
 @dataclass(frozen=True)
 class RewardSpec:
+    """A reward's id, its range for the parameter values in effect, and its declared parameters."""
+
     id: str
     lo: float
     hi: float
     doc: str
+    params: dict[str, Param] = field(default_factory=dict, hash=False)  # declared parameters
+    values: dict[str, Any] = field(default_factory=dict, hash=False)  # the values in effect (defaults filled)
+    # the declared range as given to @reward: numbers, or functions of the parameter values
+    bounds: tuple[Bound, Bound] | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def namespace(self) -> str:
         return self.id.split(".", 1)[0]
+
+    def param_problems(self, values: Mapping[str, Any], prefix: str | None = None) -> list[str]:
+        """One line per value the reward does not take, each naming ``<prefix>.<name>``.
+
+        ``prefix`` defaults to ``reward.params.<id>``, the config key that sets them.
+        """
+        prefix = prefix or f"reward.params.{self.id}"
+        out = []
+        for name, value in values.items():
+            param = self.params.get(name)
+            if param is None:
+                takes = ", ".join(f"{n} ({p.expected()}, default {p.default!r})" for n, p in self.params.items())
+                out.append(
+                    f"{prefix}.{name}: {self.id} declares no parameter {name!r}; "
+                    + (f"it takes {takes}" if takes else "it takes none")
+                )
+                continue
+            problem = param.problem(value)
+            if problem:
+                out.append(f"{prefix}.{name}={value!r}: {problem}")
+        return out
+
+    def with_values(self, values: Mapping[str, Any] | None = None) -> RewardSpec:
+        """The spec for these parameter values (the others at their defaults), its range computed from them.
+
+        Raises ``RewardParamError`` for a value the reward does not take.
+        """
+        values = dict(values or {})
+        problems = self.param_problems(values)
+        if problems:
+            raise RewardParamError(problems)
+        effective = {name: p.convert(values[name]) if name in values else p.default for name, p in self.params.items()}
+        lo, hi = self.bounds if self.bounds is not None else (self.lo, self.hi)
+        lo = float(lo(effective) if callable(lo) else lo)
+        hi = float(hi(effective) if callable(hi) else hi)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise RewardParamError([f"reward.params.{self.id}: the values {effective} give the range [{lo}, {hi}]"])
+        return RewardSpec(
+            self.id, lo, hi, self.doc, dict(self.params), effective, (lo, hi) if self.bounds is None else self.bounds
+        )
 
 
 class RewardError(RuntimeError):
@@ -83,15 +207,30 @@ class RewardFunction:
     and is counted as an error of this id.
     """
 
-    def __init__(self, spec: RewardSpec, prepare: Callable[[object, dict], list], score: Callable[[object], float]):
+    def __init__(self, spec: RewardSpec, prepare: Callable[[object, dict], list], score: Callable[..., float]):
         self.spec = spec
         self.__name__ = self.__qualname__ = spec.id  # ms-swift names the metric after it
         self.__doc__ = spec.doc
         self._prepare = prepare
-        self._score = score
+        self._scorer = score  # as registered: takes the row, and the parameters as keyword arguments
+        self._score = partial(score, **spec.values) if spec.values else score
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameter values in effect (every declared one, defaults filled)."""
+        return dict(self.spec.values)
+
+    def with_params(self, values: Mapping[str, Any] | None = None) -> RewardFunction:
+        """This reward with these parameter values (the others at their defaults), its range computed
+        from them; itself when they change nothing. Raises ``RewardParamError`` for a value it does not take."""
+        spec = self.spec.with_values(values)
+        if spec == self.spec:
+            return self
+        return RewardFunction(spec, self._prepare, self._scorer)
 
     def __repr__(self) -> str:
-        return f"<reward {self.spec.id} [{self.spec.lo}, {self.spec.hi}]>"
+        values = "".join(f", {k}={v!r}" for k, v in self.spec.values.items())
+        return f"<reward {self.spec.id} [{self.spec.lo}, {self.spec.hi}]{values}>"
 
     def __call__(self, completions: object = None, **kwargs) -> list[float]:
         # The first reward of a batch builds the cached parse: tens of
@@ -165,19 +304,31 @@ class RewardFunction:
 REGISTRY: dict[str, RewardFunction] = {}
 
 
-def reward(rid: str, lo: float, hi: float, *, prepare: Callable[[object, dict], list]):
+def reward(
+    rid: str,
+    lo: Bound,
+    hi: Bound,
+    *,
+    prepare: Callable[[object, dict], list],
+    params: Mapping[str, Param] | None = None,
+):
     """Register the decorated scorer as reward ``rid`` with range ``[lo, hi]``.
 
     ``prepare(completions, columns)`` turns a batch into the rows the scorer
     takes; the docstring's first paragraph is the reward's description. The scorer
     itself is returned unchanged, so it can still be called (and tested) directly.
+
+    ``params`` declares the reward's parameters (name -> ``Param``); the scorer is then
+    called as ``score(row, **values)``, and ``lo`` / ``hi`` may be functions of the
+    values (``lambda p: -max(p["false_pass"], p["false_fail"])``).
     """
 
-    def register(score: Callable[[object], float]) -> Callable[[object], float]:
+    def register(score: Callable[..., float]) -> Callable[..., float]:
         if rid in REGISTRY:
             raise ValueError(f"reward id {rid!r} is registered twice")
         doc = " ".join((score.__doc__ or "").strip().split("\n\n")[0].split())
-        REGISTRY[rid] = RewardFunction(RewardSpec(rid, float(lo), float(hi), doc), prepare, score)
+        declared = RewardSpec(rid, math.nan, math.nan, doc, dict(params or {}), {}, (lo, hi))
+        REGISTRY[rid] = RewardFunction(declared.with_values(), prepare, score)
         return score
 
     return register

@@ -4,12 +4,15 @@ A registered reward is a ``RewardFunction``: called the way ms-swift calls
 rewards, ``fn(completions, **columns) -> list[float]``, and named by its id
 (``fn.__name__ == "summary.format"``), since ms-swift names the per-reward
 metrics after ``__name__``. Legacy underscore ids are rejected with the new
-id named, never aliased.
+id named, never aliased. ``get_reward(id, params)`` builds a reward with
+parameter values of its own (``reward.params.<id>.<name>`` in the config).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
+from typing import Any
 
 from .base import REGISTRY, RewardFunction, RewardSpec
 
@@ -78,12 +81,14 @@ def reward_id_problem(name: object) -> str | None:
     return None if problem is None else problem[1]
 
 
-def get_reward(name: str) -> RewardFunction:
+def get_reward(name: str, params: Mapping[str, Any] | None = None) -> RewardFunction:
+    """The reward ``name``; with ``params`` ({parameter: value}), built with those values (the
+    others at their declared defaults; ``RewardParamError`` for a value it does not take)."""
     problem = _problem(name)
     if problem is not None:
         error, message = problem
         raise error(message)
-    return REGISTRY[name]
+    return REGISTRY[name].with_params(params) if params else REGISTRY[name]
 
 
 def reward_spec(name: str) -> RewardSpec:

@@ -1,11 +1,12 @@
-"""Stage-B verdict rewards: verdict.format, verdict.label, verdict.consistency.
+"""Stage-B verdict rewards: verdict.format, verdict.label, verdict.consistency, verdict.cost.
 
 The verdict is two lines: ``通过`` or ``不通过``, then ``理由：<reason>``, parsed by
 ``bbuqc.protocol.parse_verdict`` (the parse evaluation uses too).
 Like the summary rewards, each completion is parsed once per batch into a
 cached ``VerdictContext`` keyed by its text; the per-row columns
 (``group_label``, ``summaries``) are read on every call, so a changed row
-never meets a stale value. verdict.consistency is defined in docs/rewards.md.
+never meets a stale value. verdict.consistency and verdict.cost (the business
+cost of a wrong verdict, with parameters) are defined in docs/rewards.md.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache, partial
 
-from bbuqc.protocol import VERDICTS, parse_verdict, verdict_text
+from bbuqc.protocol import PASS, VERDICTS, parse_verdict, verdict_text
 
-from .base import reward
+from .base import Param, reward
 from .summary import parsing
 from .summary.context import CACHE_SIZE, as_list, column, lazy
 
@@ -187,6 +188,33 @@ def consistency_score(row: tuple) -> float:
     if not ctx.format_ok:
         return -1.0
     return 0.5 * grounding(ctx.image_refs, n_images) + 0.5 * self_consistency(ctx.verdict, *ctx.cue_counts)
+
+
+# The business cost of a wrong verdict (docs/rewards.md, "verdict.cost"). A false pass lets a faulty
+# installation through, so it costs more than a false fail (a needless site revisit): at 4 : 1 the
+# answer that maximises the expected reward is 通过 only when the group passes with probability > 5/7.
+COST_PARAMS = {
+    "false_pass": Param(float, 4.0, lo=0.0, doc="cost of 通过 on a group the human failed (reward -false_pass)"),
+    "false_fail": Param(float, 1.0, lo=0.0, doc="cost of 不通过 on a group the human passed (reward -false_fail)"),
+}
+
+
+def worst_cost(p) -> float:
+    """The lowest value of verdict.cost: an invalid answer's, -max(false_pass, false_fail)."""
+    return -max(p["false_pass"], p["false_fail"])
+
+
+@verdict_reward("verdict.cost", worst_cost, 1.0, params=COST_PARAMS)
+def cost_score(row: tuple, *, false_pass: float, false_fail: float) -> float:
+    """1 for the human's verdict, -false_pass for a false pass, -false_fail for a false fail, -max(both) if invalid."""
+    ctx, label, _ = row
+    if label is None:
+        return 0.0
+    if not ctx.format_ok:
+        return -max(false_pass, false_fail)
+    if ctx.verdict == label:
+        return 1.0
+    return -false_pass if ctx.verdict == PASS else -false_fail
 
 
 def clear_caches() -> None:

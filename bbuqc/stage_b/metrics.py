@@ -128,13 +128,16 @@ def verdict_reward_ids() -> list[str]:
     return [rid for rid in reward_names() if rid.startswith("verdict.")]
 
 
-def score_answers(answers: Sequence[str], group_label: str, summaries: str | dict) -> dict[str, list[float]]:
-    """Every ``verdict.*`` reward of each answer, called exactly as GRPO training calls them."""
+def score_answers(answers: Sequence[str], group_label: str, summaries: str | dict,
+                  params: dict[str, dict] | None = None) -> dict[str, list[float]]:
+    """Every ``verdict.*`` reward of each answer, called exactly as GRPO training calls them
+    (``params``: the config's reward parameters by id, ``reward_sets.reward_params(cfg)``)."""
     from bbuqc.rewards import get_reward
 
-    n = len(answers)
+    n, params = len(answers), params or {}
     return {
-        rid: [float(v) for v in get_reward(rid)(list(answers), group_label=[group_label] * n, summaries=[summaries] * n)]
+        rid: [float(v) for v in get_reward(rid, params.get(rid))(list(answers), group_label=[group_label] * n,
+                                                                  summaries=[summaries] * n)]
         for rid in verdict_reward_ids()
     }
 

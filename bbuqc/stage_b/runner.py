@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from bbuqc.config.reward_sets import reward_params
 from bbuqc.data.records import StageAFormatError, iter_stage_a_files
 from bbuqc.data.rows import verdict_row
 from bbuqc.errors import InputError
@@ -73,7 +74,7 @@ def summaries_of(group: Group) -> dict[str, str]:
     return json.loads(group.row["summaries"])
 
 
-def prediction_record(group: Group, answers: list[str]) -> dict:
+def prediction_record(group: Group, answers: list[str], params: dict | None = None) -> dict:
     row = group.row
     v = vote(answers)
     record = {
@@ -91,7 +92,7 @@ def prediction_record(group: Group, answers: list[str]) -> dict:
         "tie": v.tie,
         "rules_verdict": None,
         "error_source": None,
-        "rewards": score_answers(answers, row["group_label"], row["summaries"]),
+        "rewards": score_answers(answers, row["group_label"], row["summaries"], params),
         "summaries": summaries_of(group),
     }
     record["rules_verdict"], record["error_source"] = attribution(record)
@@ -207,7 +208,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
                 total=len(groups),
                 initial=len(groups) - len(pending),
             ):
-                append_prediction(file, prediction_record(group, answers))
+                append_prediction(file, prediction_record(group, answers, reward_params(cfg)))
         records = with_summaries(list(file.records), groups)
         keys = {g.key for g in groups}
         extra = sum(prediction_key(r) not in keys for r in records)
@@ -266,7 +267,7 @@ def answer_on_ray(cfg: DictConfig, pending: list[Group], file, *, total: int, mo
                     raise RuntimeError(f"a Ray worker returned {[len(a) for a in answers]} answers for "
                                        f"{len(batch)} prompts x {n} samples")
                 for group, texts in zip(batch, answers):
-                    append_prediction(file, prediction_record(group, texts))
+                    append_prediction(file, prediction_record(group, texts, reward_params(cfg)))
                 bar.update(len(batch))
         except ray.exceptions.RayError as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

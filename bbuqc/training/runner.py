@@ -45,7 +45,6 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
 
 
 def prepare(cfg: DictConfig, run_dir: Path):
-    from bbuqc.config.validate import reward_weights
     from bbuqc.errors import InputError
     from bbuqc.models.resolve import resolve_model
     from bbuqc.training.args import RunInputs
@@ -64,9 +63,9 @@ def prepare(cfg: DictConfig, run_dir: Path):
     data = prepare_datasets(cfg, run_dir / "data")
     if cfg.algo.name == "grpo":
         # imported once the data passed (it imports ms-swift: ~9 s of CPU), so bad data is refused sooner
-        from bbuqc.training.rewards import register_rewards
+        from bbuqc.training.rewards import register_config_rewards
 
-        register_rewards(list(reward_weights(cfg)))
+        register_config_rewards(cfg)  # the set's ids, each built with its reward.params
     return RunInputs(
         run_dir=run_dir,
         model_dir=model.path,

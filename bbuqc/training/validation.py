@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
+from bbuqc.config.reward_sets import reward_params
 from bbuqc.io.atomic import write_json_atomic
 from bbuqc.io.jsonl import read_rows
 from bbuqc.training.selection import VAL, BestTracker, greater_is_better, select_metric
@@ -35,12 +36,14 @@ BEST_JSON = "best_checkpoint.json"
 HISTORY = "validation.jsonl"
 
 
-def verdict_figures(rows: list[dict], answers: list[str]) -> dict[str, float]:
-    """The business figures of one answer per group, computed as `bbuqc-evaluate` computes them."""
+def verdict_figures(rows: list[dict], answers: list[str], params: dict | None = None) -> dict[str, float]:
+    """The business figures of one answer per group, computed as `bbuqc-evaluate` computes them
+    (``params``: the run's reward parameters by id, so `val/verdict.cost` is the cost GRPO trains on)."""
     from bbuqc.stage_b.metrics import group_stats, score_answers
 
     records = [
-        {"label": row["group_label"], "answers": [a], "rewards": score_answers([a], row["group_label"], row["summaries"])}
+        {"label": row["group_label"], "answers": [a],
+         "rewards": score_answers([a], row["group_label"], row["summaries"], params)}
         for row, a in zip(rows, answers)
     ]
     stats = group_stats(records)
@@ -49,15 +52,15 @@ def verdict_figures(rows: list[dict], answers: list[str]) -> dict[str, float]:
     return {f"{VAL}{k}": float(v) for k, v in figures.items() if v is not None}
 
 
-def summary_figures(rows: list[dict], answers: list[str]) -> dict[str, float]:
+def summary_figures(rows: list[dict], answers: list[str], params: dict | None = None) -> dict[str, float]:
     """The mean of every `summary.*` reward over the validation images, called as GRPO calls them."""
     from bbuqc.rewards import get_reward, reward_names
 
     columns = {key: [row.get(key) for row in rows] for key in rows[0] if key != "messages"}
-    out = {}
+    out, params = {}, params or {}
     for rid in reward_names():
         if rid.startswith("summary."):
-            values = get_reward(rid)(list(answers), **columns)
+            values = get_reward(rid, params.get(rid))(list(answers), **columns)
             out[f"{VAL}{rid}"] = float(sum(values) / len(values))
     return out
 
@@ -113,6 +116,7 @@ class ValidationCallback(TrainerCallback):
         t = cfg.train
         self.trainer = trainer
         self.task = cfg.task.name
+        self.reward_params = reward_params(cfg)  # the rewards scored as GRPO builds them
         self.every = t.eval_steps
         self.patience = t.early_stop_patience
         self.rows = read_rows(validation_rows)
@@ -154,7 +158,8 @@ class ValidationCallback(TrainerCallback):
 
     def validate(self, step: int) -> dict[str, float]:
         answers = self._answers()
-        figures = (verdict_figures if self.task == "verdict" else summary_figures)(self.rows, answers)
+        figures = (verdict_figures if self.task == "verdict" else summary_figures)(self.rows, answers,
+                                                                                   self.reward_params)
         figures[f"{VAL}n"] = float(len(self.rows))
         if self.trainer.is_world_process_zero():
             with (self.run_dir / HISTORY).open("a", encoding="utf-8") as f:

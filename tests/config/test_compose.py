@@ -40,7 +40,7 @@ def _fit(overrides: list[str], tmp_path: Path) -> list[str]:
         extra.append(f"model.path={tmp_path}")
     if not cfg.model.multimodal and cfg.task.name == "summary":
         extra.append("task=verdict")  # a text model trains verdicts only
-    if cfg.reward.name == "verdict" and cfg.task.name == "summary":
+    if cfg.reward.name.startswith("verdict") and cfg.task.name == "summary":
         extra.append("task=verdict")
     if cfg.algo.name == "sft" and cfg.chord.enabled:
         extra.append("algo=grpo")  # CHORD is GRPO's
@@ -99,7 +99,7 @@ def test_reward_sets_are_the_conf_files():
     assert list(core) == [rid for rid in full if rid in core] and all(core[r] == full[r] for r in core)
     assert reward_set("verdict") == {"verdict.format": 1.0, "verdict.label": 2.0, "verdict.consistency": 0.5}
     for name in reward_set_names():
-        namespace = "verdict" if name == "verdict" else "summary"
+        namespace = "verdict" if name.startswith("verdict") else "summary"
         for rid, weight in reward_set(name).items():
             assert reward_id_problem(rid) is None and rid.startswith(namespace + ".")
             assert isinstance(weight, float) and math.isfinite(weight)

@@ -39,7 +39,7 @@ SUMMARY_IDS = [
     "summary.notes_presence",
     "summary.group_stats_presence",
 ]
-VERDICT_IDS = ["verdict.format", "verdict.label", "verdict.consistency"]
+VERDICT_IDS = ["verdict.format", "verdict.label", "verdict.consistency", "verdict.cost"]
 
 
 def test_every_id_is_registered_once_in_order():
@@ -67,6 +67,7 @@ def test_ranges():
     for rid in ("summary.text_bbu", "summary.notes_bbu", "verdict.consistency"):
         assert ranges[rid] == (-1.0, 1.0)
     assert ranges["verdict.format"] == ranges["verdict.label"] == (0.0, 1.0)
+    assert ranges["verdict.cost"] == (-4.0, 1.0)  # at its default costs (test_cost.py: other costs)
 
 
 def test_unknown_id_lists_the_known_ids():
