@@ -77,11 +77,13 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         started = True
         end_of_composition()
         from bbuqc.config.validate import validate
+        from bbuqc.runtime.devices import require_devices
 
         try:
             # Single runs were validated by the on_run_start callback; sweep jobs are checked
             # here so a bad job fails alone and is recorded with the rest of the sweep.
             validate(cfg, command)
+            require_devices(cfg)  # where the job runs: a sweep's launcher host may have no GPU
             return runner()(cfg)
         except (InputError, OSError) as err:
             if HydraConfig.get().mode == RunMode.MULTIRUN:

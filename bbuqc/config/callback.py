@@ -10,6 +10,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bbuqc.config.validate import ConfigError, validate
+from bbuqc.errors import InputError
+from bbuqc.runtime.devices import require_devices
 
 
 class ValidateConfig(Callback):
@@ -27,9 +29,13 @@ class ValidateConfig(Callback):
         end_of_composition()
         try:
             validate(config, self.command)
+            require_devices(config)
         except ConfigError as err:
             for line in err.problems:
                 print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         run_dir = OmegaConf.select(config, "hydra.run.dir")
         if run_dir:

@@ -14,39 +14,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 import warnings
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bbuqc.runtime.devices import local_gpu_count
+
 GPUS_PER_JOB_RESOLVER = "bbuqc_gpus_per_job"
-
-
-def local_gpu_count() -> int:
-    """CUDA devices this process may use, found without importing torch.
-
-    CUDA_VISIBLE_DEVICES wins when set (empty or -1 hides every device); otherwise the NVIDIA
-    driver's device list (/proc/driver/nvidia/gpus, else `nvidia-smi -L`).
-    """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-        if not ids or ids[0] in ("-1", "NoDevFiles"):
-            return 0
-        return len(ids)
-    proc = Path("/proc/driver/nvidia/gpus")
-    if proc.is_dir():
-        return sum(1 for _ in proc.iterdir())
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20).stdout
-        except (OSError, subprocess.SubprocessError):
-            return 0
-        return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-    return 0
 
 
 def gpus_per_job(address: str | None = None, per_job: int | str = 1) -> int:

@@ -1,0 +1,59 @@
+"""A GPU run on a machine without a visible CUDA device is refused before anything loads or is written
+(issue 32: a `[gpu]` install on a machine without CUDA)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bbuqc.config.store  # noqa: F401
+from bbuqc.errors import InputError
+from bbuqc.runtime.devices import local_gpu_count, require_devices
+from bbuqc.runtime.paths import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cfg(command: str, *overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=command, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("visible, count", [("", 0), ("-1", 0), ("0", 1), ("0,3", 2)])
+def test_cuda_visible_devices_decides_the_count(monkeypatch, visible, count):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert local_gpu_count() == count
+
+
+def test_cuda_runs_need_a_visible_device(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    require_devices(_cfg("train"))  # CPU: nothing to check
+    with pytest.raises(InputError, match=r"^compute.device=cuda: no CUDA device is visible here"):
+        require_devices(_cfg("train", "compute=gpu_vllm"))
+    require_devices(_cfg("infer", "infer.backend=vllm"))  # vLLM not installed: the backend says so itself
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else
+                        real_find_spec(name, *a))  # a `[gpu]` install on a machine without CUDA
+    with pytest.raises(InputError, match=r"^infer.backend=vllm: no CUDA device"):
+        require_devices(_cfg("infer", "infer.backend=vllm"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a GPU node (or a Ray job's assigned GPU)
+    require_devices(_cfg("train", "compute=gpu"))
+    require_devices(_cfg("infer", "infer.backend=vllm"))
+
+
+@pytest.mark.parametrize("module, override", [("bbuqc.train", "compute=gpu"), ("bbuqc.infer", "compute=gpu"),
+                                              ("bbuqc.evaluate", "compute=gpu")])
+def test_the_command_exits_2_with_one_line_and_writes_nothing(tmp_path, module, override):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", module, override, f"hydra.run.dir={run_dir}"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no CUDA device is visible here" in errors[0]
+    assert not run_dir.exists()
