@@ -246,8 +246,8 @@ class LoraConfig:
     # tokens into the LLM). Off, as the seeds train (LLM-only LoRA); on where the tower has to learn what the
     # images show (the demo's random twin). They set ms-swift's freeze_vit / freeze_aligner; the LoRA lives in
     # the adapter like the LLM's, so infer / evaluate / export apply it (vLLM only merged: bbuqc-export).
-    vision: bool = False
-    aligner: bool = False
+    vision: bool = False  # LoRA on the vision tower's Linears (its aligner aside); VL models only
+    aligner: bool = False  # LoRA on the aligner's Linears; VL models only
 
 
 #: What lora.modules_to_save may name: the LLM's input embeddings and output layer (never vision).

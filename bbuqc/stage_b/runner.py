@@ -123,17 +123,20 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def settings_of(cfg: DictConfig, groups: list[Group]) -> dict:
-    """What a resumed evaluation must share with the run that started its predictions (bbuqc/models/identity.py)."""
+def settings_of(cfg: DictConfig) -> dict:
+    """What a resumed evaluation must share with the run that started its predictions (bbuqc/models/identity.py).
+    The prompts are every mission's, not only the inputs': a resumed run may read more groups (data.max_rows)."""
+    from bbuqc.missions import MISSIONS
     from bbuqc.models.identity import output_identity
     from bbuqc.prompts.verdict import verdict_system_prompt, verdict_user_prompt
 
     ev = cfg.evaluate
-    missions = sorted({g.mission for g in groups})
+    missions = sorted(MISSIONS)
     return output_identity(
         cfg, inputs={},
+        # the reward parameters too: each record stores its answers' reward values
         decoding={"samples_per_group": ev.samples_per_group, "temperature": ev.temperature,
-                  "max_new_tokens": ev.max_new_tokens, "seed": ev.seed},
+                  "max_new_tokens": ev.max_new_tokens, "seed": ev.seed, "reward_params": reward_params(cfg)},
         prompts=[text for m in missions for text in (verdict_system_prompt(m), verdict_user_prompt(m, {}))])
 
 
@@ -158,7 +161,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
     if not groups:
         raise EvaluationInputError(f"no groups in {', '.join(map(str, files))}")
     predictions = out_dir / PREDICTIONS
-    settings = settings_of(cfg, groups)
+    settings = settings_of(cfg)
     workers = int(cfg.evaluate.get("workers", 1))
     try:
         done = {prediction_key(r) for r in read_predictions(predictions)}  # read only, to decide on Ray
