@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ("summary_sft", "stage_a", "verdict_sft", "verdict_grpo",
-          *(f"evaluate_{m}_{s}" for m in ("base", "sft", "grpo") for s in ("perfect", "end_to_end")))
+SOURCES = ("perfect", "end_to_end", "shifted_perfect", "shifted_end_to_end")
+STAGES = ("summary_sft", "summary_grpo", "stage_a_grpo_world", "stage_a_test", "stage_a_shifted", "verdict_sft",
+          "verdict_grpo", "evaluate_base_perfect", *(f"evaluate_{m}_{s}" for m in ("sft", "grpo") for s in SOURCES))
 
 
 @pytest.mark.slow
@@ -26,36 +27,58 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert "| verdict model |" in proc.stdout  # the table is printed
 
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    for key in ("summary_checkpoint", "verdict_checkpoint"):
+    for key in ("summary_checkpoint", "summary_sft_checkpoint", "summary_grpo_checkpoint", "verdict_sft_checkpoint",
+                "verdict_checkpoint"):
         path = Path(metrics[key])
         assert path.is_absolute() and (path / "adapter_config.json").is_file(), key
-    # the final verdict model is the GRPO run's, continued from the SFT run's checkpoint
+    # the final verdict model is the GRPO run's, continued from the SFT run's checkpoint; so is the summary GRPO
     assert Path(metrics["verdict_checkpoint"]).parent == Path(metrics["run_dirs"]["verdict_grpo"])
+    assert Path(metrics["summary_grpo_checkpoint"]).parent == Path(metrics["run_dirs"]["summary_grpo"])
+    assert metrics["summary_checkpoint"] in (metrics["summary_sft_checkpoint"], metrics["summary_grpo_checkpoint"])
     assert set(metrics["run_dirs"]) == set(STAGES)
     assert all(Path(p).is_dir() for p in metrics["run_dirs"].values())
     assert set(metrics["timings_s"]) == {*STAGES, "total"}
-    for model in ("base", "sft", "grpo"):
-        for source in ("perfect", "end_to_end"):
+    assert set(metrics["verdict"]) == {"base", "sft", "grpo"} and set(metrics["verdict"]["base"]) == {"perfect"}
+    for model in ("sft", "grpo"):
+        assert set(metrics["verdict"][model]) == set(SOURCES)
+        for source in SOURCES:
             figures = metrics["verdict"][model][source]
             assert figures["groups"] > 0
             assert 0.0 <= figures["accuracy"] <= 1.0 and 0.0 <= figures["invalid_rate"] <= 1.0
-    assert {"summary.format", "summary.parse_ok"} <= set(metrics["summary"])
-    assert metrics["stage_a"]["groups"] > 0  # step b wrote records for the test world
-    assert {"grpo.perfect.accuracy", "grpo.perfect.false_pass_rate", "grpo.perfect.invalid_rate",
-            "summary.format", "summary.parse_ok"} <= set(metrics["targets"])
-    # the test world shares no group with either training world
+    # every evaluation says where its wrong verdicts came from
+    assert set(metrics["attribution"]) == {"base.perfect", *(f"{m}.{s}" for m in ("sft", "grpo") for s in SOURCES)}
+    for run in ("sft", "grpo"):
+        assert {"summary.format", "summary.parse_ok", "summary.content_f1"} <= set(metrics["summary"][run])
+    for world in ("test", "shifted"):  # step c wrote records for both test worlds, scored against the reference
+        assert metrics["stage_a"][world]["groups"] > 0 and metrics["stage_a"][world]["content_f1"] is not None
+    assert {"grpo.end_to_end.accuracy", "grpo.end_to_end.false_pass_rate", "grpo.end_to_end.invalid_rate",
+            "grpo.perfect.accuracy", "grpo.perfect.false_pass_rate", "grpo_over_sft.end_to_end",
+            "grpo_over_sft.shifted_end_to_end.accuracy_gain", "summary.test_content_f1",
+            "summary_grpo_over_sft.content_f1_gain", "summary_sft.summary.format"} <= set(metrics["targets"])
+    # the test worlds share no group with a training world, nor with the verdict GRPO's world
     def group_ids(world: str) -> set[str]:
         rows = (Path(metrics["worlds"][world]) / "verdict_rows.jsonl").read_text(encoding="utf-8").splitlines()
         return {json.loads(line)["group_id"] for line in rows}
 
-    test = group_ids("test")
-    for world in ("summary_train", "verdict_train"):
-        train = group_ids(world)
-        assert train and test and not train & test, world
+    for held_out in ("test", "shifted"):
+        test = group_ids(held_out)
+        for world in ("summary_train", "verdict_train", "grpo"):
+            train = group_ids(world)
+            assert train and test and not train & test, (held_out, world)
+    # the verdict GRPO trained on the summary model's own records of its world, with the human labels
+    written = {}
+    for path in (Path(metrics["out"]) / "stage_a" / "grpo_world").glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            written[(rec["group_id"], {"pass": "通过", "fail": "不通过"}[rec["label"]])] = rec["per_image"]
+    rows = [json.loads(line) for line in
+            (Path(metrics["run_dirs"]["verdict_grpo"]) / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows and all(json.loads(r["summaries"]) == written[(r["group_id"], r["group_label"])] for r in rows)
 
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "| grpo | perfect |" in summary and "| grpo | end to end |" in summary
-    for run in ("summary_sft", "verdict_sft", "verdict_grpo"):
+    assert "| grpo | shifted end to end |" in summary
+    for run in ("summary_sft", "summary_grpo", "verdict_sft", "verdict_grpo"):
         assert f"![{run}.png]({run}.png)" in summary
         assert (out / f"{run}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

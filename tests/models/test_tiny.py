@@ -486,3 +486,20 @@ def test_read_num_llm_layers_layouts(tmp_path):
         num_llm_layers_from_config({"vision_config": {"num_hidden_layers": 3}})
     with pytest.raises(FileNotFoundError):
         read_num_llm_layers(tmp_path / "nope")
+
+
+# The demo's figures are measured on these exact weights (docs/demo.md): a fresh build must give the same
+# bytes, or a figure in the docs no longer belongs to the model `make demo` trains. A deliberate change to a
+# twin bumps its folder version (MODEL_DIRS) and this pin, and the demo is measured again.
+DEMO_TWIN_SHA256 = {
+    "vl_demo": "3f1a096b5850e407bd630efd594dc2f56a23f99c6c2e53d4ba3e2d5424156cf0",
+    "text_demo": "f068149e50be1f6d37449757b437f49c96f3dd9ee74fee65871ab49d9d0ec715",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DEMO_TWIN_SHA256))
+def test_a_fresh_build_of_a_demo_twin_is_bit_for_bit_the_measured_one(kind, tmp_path):
+    from bbuqc.models.tiny import ensure_tiny_model
+
+    weights = ensure_tiny_model(kind, cache=tmp_path) / "model.safetensors"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == DEMO_TWIN_SHA256[kind]
