@@ -481,6 +481,29 @@ def _(d, w):
                  ["train.verdict_line_weight=10.0", "task=verdict algo=sft", "leave it at 1"])
 
 
+@case("train.vision-lora-text-model", "`lora.vision=true` on a text model")
+def _(d, w):
+    return Probe(["model=tiny_text", "task=verdict", "reward=verdict", "lora.vision=true"],
+                 ["lora.vision=true", "model=tiny_text is a text-only model"])
+
+
+@case("train.reward-param-negative", "a reward parameter out of its declared range")
+def _(d, w):
+    return Probe(["task=verdict", "reward=verdict_cost", "reward.params.verdict.cost.false_pass=-1"],
+                 ["reward.params.verdict.cost.false_pass=-1", "expected a finite number >= 0"])
+
+
+@case("train.reward-param-unknown-id", "reward parameters for a reward id that does not exist")
+def _(d, w):
+    return Probe(["task=verdict", "reward=verdict_cost", "+reward.params.verdict.nope.x=1"],
+                 ["reward.params.verdict.nope", "unknown reward id 'verdict.nope'"])
+
+
+@case("evaluate.synthetic-shift-unknown", "a shifted world with an unknown shift name")
+def _(d, w):
+    return Probe(["data.synthetic_shift=[nope]"], ["data.synthetic_shift=[nope]", "unknown shift 'nope'"])
+
+
 @case("infer.vllm-modules-to-save", "`infer.backend=vllm` with an adapter that trains whole modules")
 def _(d, w):
     import torch
