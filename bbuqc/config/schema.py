@@ -297,6 +297,10 @@ class TrainConfig:
     select_by: str | None = None
     # direction of select_by; null: lower for val/*false_pass*, *false_fail*, *invalid*, higher otherwise
     select_greater_is_better: bool | None = None
+    # the business constraint the best checkpoint must meet, '<val/ metric><op><number>' (op <=, >=, <, >), e.g.
+    # 'val/false_pass_rate<=0.05' or its Wilson upper bound 'val/false_pass_rate_hi<=0.05': the best by select_by
+    # among the validations that meet it; none does: the closest to it, with a warning. null: none
+    select_constraint: str | None = None
     # stop after this many validations without a new best; null: never stop early
     early_stop_patience: int | None = None
     val_batch_size: int = 8  # prompts per generate() call during validation

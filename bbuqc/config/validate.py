@@ -242,8 +242,8 @@ def _algo_data(cfg: DictConfig) -> list[str]:
 
 
 def _validation_data(cfg: DictConfig) -> list[str]:
-    """Validation needs a validation set, and train.select_by must be one of its metrics."""
-    from bbuqc.training.selection import validation_metric_names
+    """Validation needs a validation set, and train.select_by / select_constraint must name its metrics."""
+    from bbuqc.training.selection import parse_constraint, validation_metric_names
 
     t, d, task, out = cfg.train, cfg.data, cfg.task.name, []
     verdict = task == S.Task.verdict
@@ -255,6 +255,15 @@ def _validation_data(cfg: DictConfig) -> list[str]:
     if t.select_by is not None and t.select_by not in names:
         out.append(f"train.select_by={t.select_by}: validation of task={task} does not produce it; "
                    f"expected one of {', '.join(names)}")
+    if t.get("select_constraint") is not None:
+        try:
+            constraint = parse_constraint(t.select_constraint)
+        except ValueError as exc:
+            out.append(f"train.select_constraint={t.select_constraint!r}: {exc}")
+        else:
+            if constraint.metric not in names:
+                out.append(f"train.select_constraint={t.select_constraint!r}: validation of task={task} does not "
+                           f"produce {constraint.metric}; expected one of {', '.join(names)}")
     return out
 
 

@@ -18,6 +18,7 @@ stored ``rules_verdict`` / ``error_source`` is never trusted and a record withou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -147,6 +148,18 @@ def rate(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
+def wilson(k: int, n: int, z: float = 1.959964) -> list[float] | None:
+    """The Wilson score interval of k successes in n (95% by default), or None when n is 0. Unlike k/n +- 2 SE
+    it stays inside [0, 1] and is honest at 0 or n successes: 2 of 42 failed groups passed is a false-pass
+    rate of 0.048, but anywhere in [0.013, 0.158]."""
+    if not n:
+        return None
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
 def _check(record: dict, i: int) -> None:
     label = record.get("label")
     if label not in HUMAN_LABELS:
@@ -202,6 +215,12 @@ def _stats(judged: Sequence[tuple[dict, str | None]]) -> dict:
         "invalid_groups": invalid_groups,
         "invalid_group_rate": rate(invalid_groups, n),
         "ties": ties,
+        # each rate's Wilson 95% interval (its counts as above)
+        "accuracy_ci95": wilson(correct, n),
+        "false_pass_rate_ci95": wilson(false_pass, human_fail),
+        "false_fail_rate_ci95": wilson(false_fail, human_pass),
+        "invalid_rate_ci95": wilson(invalid_answers, n_answers),
+        "invalid_group_rate_ci95": wilson(invalid_groups, n),
         "confusion": confusion,
         "rewards": {rid: reward_sums[rid] / reward_counts[rid] for rid in reward_sums if reward_counts[rid]},
         "attribution": _attribution(judged),

@@ -32,7 +32,7 @@ from pathlib import Path
 from bbuqc.io.atomic import write_text_atomic
 from bbuqc.io.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, read_jsonl
 
-from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, attribution, worst_examples
+from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, attribution, wilson, worst_examples
 
 PREDICTIONS = "predictions.jsonl"
 SETTINGS = "predictions.settings.json"
@@ -106,7 +106,9 @@ def _pct(value: float | None) -> str:
 
 
 def _frac(k: int, n: int, value: float | None) -> str:
-    return f"{_pct(value)} ({k}/{n})"
+    """A rate with its counts and its Wilson 95% interval: how much the counts pin it down."""
+    ci = wilson(k, n)
+    return f"{_pct(value)} ({k}/{n})" if ci is None else f"{_pct(value)} ({k}/{n}; 95% CI {_pct(ci[0])}–{_pct(ci[1])})"
 
 
 def _ok(value: bool | None) -> str:

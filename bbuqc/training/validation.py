@@ -27,7 +27,14 @@ from transformers import TrainerCallback
 from bbuqc.config.reward_sets import reward_params
 from bbuqc.io.atomic import write_json_atomic
 from bbuqc.io.jsonl import read_rows
-from bbuqc.training.selection import VAL, BestTracker, greater_is_better, select_metric
+from bbuqc.training.selection import (
+    VAL,
+    VERDICT_FIGURES,
+    BestTracker,
+    greater_is_better,
+    parse_constraint,
+    select_metric,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +54,11 @@ def verdict_figures(rows: list[dict], answers: list[str], params: dict | None = 
         for row, a in zip(rows, answers)
     ]
     stats = group_stats(records)
-    figures = {k: stats[k] for k in ("accuracy", "false_pass_rate", "false_fail_rate", "invalid_rate")}
+    figures = {k: stats[k] for k in VERDICT_FIGURES}
     figures.update(stats["rewards"])
+    for k in VERDICT_FIGURES:  # each rate's Wilson 95% interval: how much ~100 groups pin it down
+        if stats[f"{k}_ci95"] is not None:
+            figures[f"{k}_lo"], figures[f"{k}_hi"] = stats[f"{k}_ci95"]
     return {f"{VAL}{k}": float(v) for k, v in figures.items() if v is not None}
 
 
@@ -123,7 +133,8 @@ class ValidationCallback(TrainerCallback):
         self.run_dir = run_dir
         self.wandb_run = wandb_run
         metric = select_metric(self.task, t.select_by)
-        self.best = BestTracker(metric, greater_is_better(metric, t.select_greater_is_better))
+        constraint = parse_constraint(t.select_constraint) if t.get("select_constraint") else None
+        self.best = BestTracker(metric, greater_is_better(metric, t.select_greater_is_better), constraint)
         self._answer = answer  # tests: a scripted `rows -> answers`; else the model being trained
         self._max_new_tokens = t.val_max_new_tokens or t.max_completion_length
         self._batch_size = t.val_batch_size
@@ -137,15 +148,21 @@ class ValidationCallback(TrainerCallback):
         return Generator(model, processor, self.task, self._max_new_tokens, self._batch_size).answers(self.rows)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        # a resumed run continues the best so far (transformers restored best_global_step / best_metric)
-        if state.best_global_step and state.best_metric is not None:
+        # a resumed run continues the best so far: its validations up to the checkpoint's step (the log was
+        # cut back to it: training/checkpoints.py), else what transformers restored (best_global_step / best_metric)
+        history = self.run_dir / HISTORY
+        done = [r for r in read_rows(history) if r["step"] <= state.global_step] if history.is_file() else []
+        for row in done:
+            self.best.update(row["step"], row.get(self.best.metric), row)
+        if not done and state.best_global_step and state.best_metric is not None:
             self.best.best_step, self.best.best_value = state.best_global_step, state.best_metric
+        self.best.since_best = 0
 
     def on_step_end(self, args, state, control, **kwargs):
         if not self.every or state.global_step % self.every:
             return control
         figures = self.validate(state.global_step)
-        if self.best.update(state.global_step, figures.get(self.best.metric)):
+        if self.best.update(state.global_step, figures.get(self.best.metric), figures):
             # set before the save that follows, so transformers protects this checkpoint from rotation
             state.best_global_step = state.global_step
             state.best_metric = self.best.best_value
@@ -187,12 +204,22 @@ class ValidationCallback(TrainerCallback):
             return control
         checkpoint = self.run_dir / f"checkpoint-{self.best.best_step}"
         if checkpoint.is_dir():
-            record_best(self.run_dir, checkpoint, self.best.best_step, self.best.metric, self.best.best_value)
+            best = self.best
+            constraint = None
+            if best.constraint is not None:
+                constraint = {"expr": str(best.constraint), "value": best.best_constrained_value, "met": best.best_meets}
+                if not best.best_meets:
+                    log.warning("no validation so far meets train.select_constraint=%s: the best checkpoint "
+                                "(step %d) is the closest to it (%s=%s)", best.constraint, best.best_step,
+                                best.constraint.metric, best.best_constrained_value)
+            record_best(self.run_dir, checkpoint, best.best_step, best.metric, best.best_value, constraint)
         return control
 
 
-def record_best(run_dir: Path, checkpoint: Path, step: int, metric: str, value: float | None) -> None:
-    """`best-checkpoint` -> checkpoint-N (relative, so the run folder can move) and best_checkpoint.json."""
+def record_best(run_dir: Path, checkpoint: Path, step: int, metric: str, value: float | None,
+                constraint: dict | None = None) -> None:
+    """`best-checkpoint` -> checkpoint-N (relative, so the run folder can move) and best_checkpoint.json (with
+    `constraint`: the train.select_constraint, the best's value of it and whether it meets it)."""
     link = run_dir / BEST_LINK
     tmp = run_dir / f".{BEST_LINK}.tmp"
     if tmp.is_symlink() or tmp.exists():
@@ -200,4 +227,6 @@ def record_best(run_dir: Path, checkpoint: Path, step: int, metric: str, value: 
     os.symlink(checkpoint.name, tmp)
     os.replace(tmp, link)  # atomic: the link always names a complete checkpoint
     info = {"step": step, "metric": metric, "value": value, "checkpoint": str(checkpoint.resolve())}
+    if constraint is not None:
+        info["constraint"] = constraint
     write_json_atomic(run_dir / BEST_JSON, info)

@@ -125,14 +125,15 @@ def test_report_shows_the_attribution_section(run):
     _, _, out, _ = run
     report = (out / "report.md").read_text()
     section = report.split("## Error attribution")[1].split("## Worst examples")[0]
-    assert ("Rules on these summaries: accuracy 66.7% (4/6), false-pass 33.3% (1/3), false-fail 33.3% (1/3); "
-            "the model on the same 6 groups: 50.0% (3/6); 1 group(s) the rules cannot judge are left out.") in section
+    assert ("Rules on these summaries: accuracy 66.7% (4/6; 95% CI 30.0%–90.3%), false-pass 33.3% (1/3; 95% CI "
+            "6.1%–79.2%), false-fail 33.3% (1/3; 95% CI 6.1%–79.2%); the model on the same 6 groups: 50.0% (3/6; 95% CI "
+            "18.8%–81.2%); 1 group(s) the rules cannot judge are left out.") in section
     assert "| Stage-A (the summaries do not support the human label) | 1 | 25.0% |" in section
     assert "| verdict model (the summaries support it; the model missed it) | 2 | 50.0% |" in section
     assert "| unknown (the rules cannot judge the group) | 1 | 25.0% |" in section
     assert "| total | 4 | 100.0% |" in section
-    assert "| bbu_install | 3 | 1 | 1 | 1 | 50.0% (2/4) | 50.0% (1/2) |" in section
-    assert "| rru_cable | 1 | 0 | 1 | 0 | 100.0% (2/2) | 0.0% (0/1) |" in section
+    assert "| bbu_install | 3 | 1 | 1 | 1 | 50.0% (2/4; 95% CI 15.0%–85.0%) | 50.0% (1/2; 95% CI 9.5%–90.5%) |" in section
+    assert "| rru_cable | 1 | 0 | 1 | 0 | 100.0% (2/2; 95% CI 34.2%–100.0%) | 0.0% (0/1; 95% CI 0.0%–79.3%) |" in section
     worst = report.split("## Worst examples")[1]
     row = next(line for line in worst.splitlines() if "QC-A-20260101-0002" in line)
     assert "| 通过 | stage_a |" in row  # the rules' verdict and the source

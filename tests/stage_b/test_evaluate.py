@@ -65,9 +65,12 @@ def _assert_consistent(out: Path, files: list[Path]) -> list[dict]:
         assert (r["rules_verdict"], r["error_source"]) == attribution(r)
     report = (out / "report.md").read_text()
     o = metrics["overall"]
-    assert f"({o['correct']}/{o['n']})" in report
-    assert f"({o['false_pass']}/{o['human_fail']})" in report
-    assert f"({o['invalid_answers']}/{o['n_answers']})" in report
+    assert f"({o['correct']}/{o['n']}; 95% CI " in report
+    assert f"({o['false_pass']}/{o['human_fail']}; 95% CI " in report
+    assert f"({o['invalid_answers']}/{o['n_answers']}; 95% CI " in report
+    # metrics.json carries each rate's Wilson interval, the report prints it
+    lo, hi = o["false_pass_rate_ci95"]
+    assert lo <= o["false_pass_rate"] <= hi and f"95% CI {100 * lo:.1f}%–{100 * hi:.1f}%" in report
     return records
 
 

@@ -245,8 +245,8 @@ def test_report_shows_the_tables_and_the_raw_invalid_answers(scripted):
     report = (out / "report.md").read_text()
     for heading in ("## Overall", "## Per mission", "## Confusion matrix", "## Worst examples", "## Invalid answers"):
         assert heading in report
-    assert "| accuracy (verdict = human label) | 37.5% (3/8) |" in report
-    assert "25.0% (1/4) — limit < 5.0%: **over the limit**" in report
+    assert "| accuracy (verdict = human label) | 37.5% (3/8; 95% CI 13.7%–69.4%) |" in report
+    assert "25.0% (1/4; 95% CI 4.6%–69.9%) — limit < 5.0%: **over the limit**" in report
     assert "| 通过 | 1 | 1 | 2 | 4 |" in report and "| 不通过 | 1 | 2 | 1 | 4 |" in report
     assert "9 of 24 answers break the two-line protocol" in report
     assert json.dumps(I1, ensure_ascii=False) in report  # raw, JSON-escaped
@@ -277,3 +277,18 @@ def test_empty_denominators_are_none():
     assert stats["rewards"] == {}
     with pytest.raises(ValueError, match="label"):
         compute_metrics([{"group_id": "x", "label": "pass", "answers": [P]}])
+
+
+@pytest.mark.parametrize("k, n, interval", [
+    (2, 42, (0.0132, 0.1579)),  # the demo's false-pass: 0.048 pins down little
+    (0, 10, (0.0, 0.2775)),  # no failure seen is not a rate of 0
+    (10, 10, (0.7225, 1.0)),
+    (3, 8, (0.1368, 0.6943)),
+    (50, 100, (0.4038, 0.5962)),
+])
+def test_wilson_intervals_against_known_values(k, n, interval):
+    from bbuqc.stage_b.metrics import wilson
+
+    lo, hi = wilson(k, n)
+    assert (round(lo, 4), round(hi, 4)) == interval
+    assert wilson(0, 0) is None

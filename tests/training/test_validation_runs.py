@@ -52,6 +52,53 @@ def test_best_tracker_follows_the_direction_and_counts_patience():
     assert greater_is_better("val/invalid_rate") is False and greater_is_better("val/invalid_rate", True) is True
 
 
+def _figures(accuracy, false_pass):
+    return {"val/accuracy": accuracy, "val/false_pass_rate": false_pass}
+
+
+def test_constrained_selection_takes_the_best_of_those_that_meet_it():
+    from bbuqc.training.selection import parse_constraint
+
+    tracker = BestTracker("val/accuracy", True, parse_constraint("val/false_pass_rate<=0.05"))
+    script = [(1, _figures(0.70, 0.20)), (2, _figures(0.90, 0.30)), (3, _figures(0.80, 0.04)),
+              (4, _figures(0.95, 0.10)), (5, _figures(0.85, 0.05)), (6, _figures(0.84, 0.00))]
+    new_best = [tracker.update(step, f["val/accuracy"], f) for step, f in script]
+    # step 2 is more accurate than 1 but further from the constraint; 3 is the first to meet it; 4 is the most
+    # accurate of all but passes 10% of the failed groups; 5 meets it (at the limit) and beats 3
+    assert new_best == [True, False, True, False, True, False]
+    assert (tracker.best_step, tracker.best_value, tracker.best_meets) == (5, 0.85, True)
+    assert tracker.since_best == 1
+
+
+def test_when_none_meets_it_the_closest_is_best_and_flagged():
+    from bbuqc.training.selection import parse_constraint
+
+    tracker = BestTracker("val/accuracy", True, parse_constraint("val/false_pass_rate<=0.05"))
+    for step, f in [(1, _figures(0.9, 0.30)), (2, _figures(0.6, 0.10)), (3, _figures(0.7, 0.10)), (4, _figures(0.99, 0.2))]:
+        tracker.update(step, f["val/accuracy"], f)
+    assert (tracker.best_step, tracker.best_meets, tracker.best_constrained_value) == (3, False, 0.10)
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("val/false_pass_rate<=0.05", ("val/false_pass_rate", "<=", 0.05)),
+    (" val/accuracy >= .9 ", ("val/accuracy", ">=", 0.9)),
+    ("val/false_pass_rate_hi<5e-2", ("val/false_pass_rate_hi", "<", 0.05)),
+])
+def test_constraints_parse(text, parsed):
+    from bbuqc.training.selection import parse_constraint
+
+    c = parse_constraint(text)
+    assert (c.metric, c.op, c.limit) == parsed
+
+
+@pytest.mark.parametrize("text", ["val/false_pass_rate", "false pass < 5%", "val/accuracy == 1", "<=0.05", ""])
+def test_a_constraint_that_does_not_parse_is_refused(text):
+    from bbuqc.training.selection import parse_constraint
+
+    with pytest.raises(ValueError, match="expected <val/ metric><op><number>"):
+        parse_constraint(text)
+
+
 def test_validation_metric_names_cover_the_business_figures_and_every_reward():
     names = validation_metric_names("verdict")
     assert names[:4] == ["val/accuracy", "val/false_pass_rate", "val/false_fail_rate", "val/invalid_rate"]
