@@ -26,9 +26,12 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
 
     from bbuqc.sweep.objective import job_objective
 
+    from bbuqc.training.diagnosis import write_summary
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.compute.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         _launch_distributed(cfg, run_dir)
+        write_summary(run_dir, cfg.train.max_completion_length)
         return job_objective(cfg, run_dir)
     # Bad data fails here, before a W&B run or a checkpoint exists.
     inputs = prepare(cfg, run_dir)
@@ -41,6 +44,8 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}", run_id=wandb_run_id(run_dir)) as wb:
         train(cfg, inputs, wandb=wb)
         log_checkpoints(wb, cfg, run_dir)  # the best (and last) checkpoint as W&B artifacts, by reference
+    if "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
+        write_summary(run_dir, cfg.train.max_completion_length)  # and warnings when it could not learn
     return job_objective(cfg, run_dir)
 
 

@@ -129,6 +129,11 @@ def test_verdict_run(session_cache, tmp_path):
     assert rows and {r["group_label"] for r in rows} == {"通过", "不通过"}
     run = read_run(find_run_files(run_dir)[0])
     assert run.job_type == "train-verdict"
+    # the untrained tiny model answers nothing valid: every completion of a prompt gets the same reward, and
+    # the run says so at its end instead of ending as if all were well
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["no_signal_step_share"] == 1.0
+    assert any(w.startswith("no learning signal in 100% of the GRPO steps") for w in summary["warnings"])
     assert {f"train/rewards/{rid}/mean" for rid in VERDICT} <= set().union(*run.history)
 
 
