@@ -25,7 +25,6 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     from hydra.core.hydra_config import HydraConfig
 
     from bbuqc.sweep.objective import job_objective
-
     from bbuqc.training.diagnosis import write_summary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
