@@ -305,6 +305,9 @@ class TrainConfig:
     early_stop_patience: int | None = None
     val_batch_size: int = 8  # prompts per generate() call during validation
     val_max_new_tokens: int | None = None  # null: max_completion_length
+    # the answers each validation keeps, of the same first rows every time (validation_answers.jsonl and the W&B
+    # table val/answers: row, label, answer, parsed verdict or summary F1); 0: none
+    val_answers: int = 32
     # what the job returns to a sweeper: these val/ metrics at the best checkpoint, as a tuple (one per
     # hydra.sweeper.direction); empty: the select_by value alone (bbuqc/sweep/objective.py)
     objectives: list[str] = field(default_factory=list)
@@ -368,6 +371,7 @@ def check_train(t: DictConfig) -> list[str]:
     if t.top_k is not None and t.top_k < 1:
         out.append(f"train.top_k={t.top_k}: expected an integer >= 1 (or null: off)")
     out += _at_least(t, "train", ("num_iterations", "max_resample_times", "val_batch_size"))
+    out += _at_least(t, "train", ("val_answers",), 0)
     if not 0 <= t.warmup_ratio < 1:
         out.append(f"train.warmup_ratio={t.warmup_ratio}: expected 0 <= warmup_ratio < 1")
     out += _at_least(t, "train", ("warmup_steps",), 0)

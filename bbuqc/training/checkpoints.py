@@ -125,9 +125,10 @@ def resolve_resume(resume_from: str | None, run_dir: Path) -> Path | None:
 
 
 def truncate_logs_to(run_dir: Path, step: int) -> None:
-    """Drop what a killed job logged after `step` from logging.jsonl and completions.jsonl of the run
-    folder, so the resumed job continues the files instead of repeating steps (1,2,3,4,3,4,...)."""
-    for name, step_of in (("logging.jsonl", _logged_step), ("completions.jsonl", _completion_step)):
+    """Drop what a killed job logged after `step` from logging.jsonl, completions.jsonl and the validation
+    files of the run folder, so the resumed job continues the files instead of repeating steps (1,2,3,4,3,4,...)."""
+    for name, step_of in (("logging.jsonl", _logged_step), ("completions.jsonl", _completion_step),
+                          ("validation.jsonl", _logged_step), ("validation_answers.jsonl", _logged_step)):
         path = run_dir / name
         if not path.is_file():
             continue

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 BEST_LINK = "best-checkpoint"
 BEST_JSON = "best_checkpoint.json"
 HISTORY = "validation.jsonl"
+ANSWERS = "validation_answers.jsonl"
 
 
 def verdict_figures(rows: list[dict], answers: list[str], params: dict | None = None) -> dict[str, float]:
@@ -73,6 +74,30 @@ def summary_figures(rows: list[dict], answers: list[str], params: dict | None = 
             values = get_reward(rid, params.get(rid))(list(answers), **columns)
             out[f"{VAL}{rid}"] = float(sum(values) / len(values))
     return out
+
+
+def answer_records(task: str, rows: list[dict], answers: list[str], limit: int) -> list[dict]:
+    """What a validation answered for its first ``limit`` rows (the same rows every validation, so a row's
+    answers can be followed from step to step): its label, the answer and how it was read."""
+    rows, answers = rows[:limit], answers[:limit]
+    if not rows:
+        return []
+    if task == "verdict":
+        from bbuqc.protocol import parse_verdict
+
+        out = []
+        for i, (row, answer) in enumerate(zip(rows, answers)):
+            verdict = parse_verdict(answer)[0]
+            out.append({"row": i, "group_id": row.get("group_id"), "mission": row.get("mission"),
+                        "label": row["group_label"], "answer": answer, "verdict": verdict or "invalid",
+                        "correct": verdict == row["group_label"]})
+        return out
+    from bbuqc.rewards import get_reward
+
+    columns = {key: [row.get(key) for row in rows] for key in rows[0] if key != "messages"}
+    f1 = get_reward("summary.content_f1")(list(answers), **columns)
+    return [{"row": i, "image": (row.get("images") or [None])[0], "answer": answer, "summary.content_f1": value}
+            for i, (row, answer, value) in enumerate(zip(rows, answers, f1))]
 
 
 class Generator:
@@ -138,6 +163,7 @@ class ValidationCallback(TrainerCallback):
         self._answer = answer  # tests: a scripted `rows -> answers`; else the model being trained
         self._max_new_tokens = t.val_max_new_tokens or t.max_completion_length
         self._batch_size = t.val_batch_size
+        self._keep = t.get("val_answers", 0)
 
     def _answers(self) -> list[str]:
         if self._answer is not None:
@@ -178,14 +204,25 @@ class ValidationCallback(TrainerCallback):
         figures = (verdict_figures if self.task == "verdict" else summary_figures)(self.rows, answers,
                                                                                    self.reward_params)
         figures[f"{VAL}n"] = float(len(self.rows))
+        kept = answer_records(self.task, self.rows, answers, self._keep)
         if self.trainer.is_world_process_zero():
             with (self.run_dir / HISTORY).open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": step, **figures}, ensure_ascii=False) + "\n")
+            if kept:
+                with (self.run_dir / ANSWERS).open("a", encoding="utf-8") as f:
+                    f.writelines(json.dumps({"step": step, **r}, ensure_ascii=False) + "\n" for r in kept)
         self._log(figures)
         if self.wandb_run is not None:
             # under val/ as named (transformers' own W&B callback files trainer logs under train/, so the
             # same figures also appear there as train/val/...); stepped like every trainer metric
-            self.wandb_run.log({**figures, "train/global_step": step})
+            logged = {**figures, "train/global_step": step}
+            if kept:
+                import wandb
+
+                columns = ["step", *kept[0]]
+                logged[f"{VAL}answers"] = wandb.Table(columns=columns,
+                                                      data=[[step, *(r[c] for c in columns[1:])] for r in kept])
+            self.wandb_run.log(logged)
         return figures
 
     def _log(self, figures: dict[str, float]) -> None:

@@ -94,6 +94,15 @@ def test_logs_are_cut_back_to_the_checkpoint_step(tmp_path):
     assert completions == ["2"]
 
 
+def test_validations_after_the_checkpoint_are_cut_too(tmp_path):
+    """A resumed run validates those steps again: the killed job's figures and answers must not stay twice."""
+    for name in ("validation.jsonl", "validation_answers.jsonl"):
+        (tmp_path / name).write_text("".join(json.dumps({"step": s, "x": 1}) + "\n" for s in (2, 4, 4, 6)))
+    truncate_logs_to(tmp_path, 4)
+    for name in ("validation.jsonl", "validation_answers.jsonl"):
+        assert [json.loads(line)["step"] for line in (tmp_path / name).read_text().splitlines()] == [2, 4, 4]
+
+
 def test_the_wandb_run_id_is_made_once_per_run_folder(tmp_path):
     first = wandb_run_id(tmp_path)
     assert first and wandb_run_id(tmp_path) == first

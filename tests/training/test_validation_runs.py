@@ -171,6 +171,18 @@ def test_validation_metrics_are_logged_every_eval_steps(scripted_run):
     assert [row["val/accuracy"] for row in wandb_history] == [0.0, 1.0, 0.0, 0.0]
 
 
+def test_each_validation_keeps_its_answers(scripted_run):
+    kept = [json.loads(line) for line in (scripted_run / "validation_answers.jsonl").read_text().splitlines()]
+    steps = sorted({k["step"] for k in kept})
+    assert steps == [1, 2, 3, 4]
+    by_step = {s: [k for k in kept if k["step"] == s] for s in steps}
+    # the same rows each time (bounded by train.val_answers), each with its label, answer and how it was read
+    assert len({tuple(k["group_id"] for k in rows) for rows in by_step.values()}) == 1
+    assert all(k["verdict"] != k["label"] and not k["correct"] for k in by_step[1])  # the scripted wrong answers
+    assert all(k["verdict"] == k["label"] and k["correct"] for k in by_step[2])
+    assert all(k["answer"].startswith(k["verdict"]) for k in kept)
+
+
 def test_the_best_checkpoint_is_recorded_and_survives_pruning(scripted_run):
     best = json.loads((scripted_run / "best_checkpoint.json").read_text())
     assert (best["step"], best["metric"], best["value"]) == (2, "val/accuracy", 1.0)
@@ -212,3 +224,14 @@ def test_a_val_fraction_that_leaves_nothing_to_train_is_refused(session_cache, t
     assert proc.returncode == 2, proc.stderr[-2000:]
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
     assert "data.val_fraction=0.5" in line and "nothing is left to train on" in line
+
+
+def test_kept_answers_are_bounded_and_read_as_evaluation_reads_them():
+    from bbuqc.training.validation import answer_records
+
+    rows = [{"group_label": "通过", "group_id": f"G{i}", "mission": "m"} for i in range(5)]
+    answers = ["通过\n理由: 图片_1正常", "不通过\n理由: 缺少", "需复核", "通过\n理由: x", "通过\n理由: y"]
+    kept = answer_records("verdict", rows, answers, 3)
+    assert [(k["row"], k["group_id"], k["verdict"], k["correct"]) for k in kept] == [
+        (0, "G0", "通过", True), (1, "G1", "不通过", False), (2, "G2", "invalid", False)]
+    assert answer_records("verdict", rows, answers, 0) == []
