@@ -499,6 +499,20 @@ def _(d, w):
                  ["reward.params.verdict.nope", "unknown reward id 'verdict.nope'"])
 
 
+@case("train.reward-plugin-missing", "a reward plug-in that does not exist")
+def _(d, w):
+    return Probe([f"reward.plugins=[{d / 'nope.py'}]"], ["reward.plugins", "nope.py: no such file"])
+
+
+@case("train.reward-plugin-clash", "a reward plug-in that registers a built-in's id")
+def _(d, w):
+    plugin = d / "clash.py"
+    plugin.write_text("from bbuqc.rewards import row_reward\n\n\n@row_reward('verdict.label', 0.0, 1.0)\n"
+                      "def f(completion, **_):\n    return 1.0\n", encoding="utf-8")
+    return Probe([f"reward.plugins=[{plugin}]"], ["reward.plugins", "'verdict.label' is already registered"],
+                 may_write=("clash.py",))
+
+
 @case("evaluate.synthetic-shift-unknown", "a shifted world with an unknown shift name")
 def _(d, w):
     return Probe(["data.synthetic_shift=[nope]"], ["data.synthetic_shift=[nope]", "unknown shift 'nope'"])

@@ -175,6 +175,9 @@ class RewardConfig:
     # {namespace: {reward: weight}}: `summary.format` is reward.weights.summary.format.
     # Values stay untyped here so validation can name a bad one in the project's terms.
     weights: dict[str, Any] = field(default_factory=dict)
+    # reward plug-ins: .py files or importable modules that register rewards of their own (bbuqc.rewards.row_reward),
+    # loaded before the weights and parameters are checked (docs/rewards.md, "Your own rewards")
+    plugins: list[str] = field(default_factory=list)
     # {namespace: {reward: {parameter: value}}}: a reward's declared parameters (docs/rewards.md), e.g.
     # reward.params.verdict.cost.false_pass=4; unset ones keep the reward's defaults
     params: dict[str, Any] = field(default_factory=dict)
@@ -185,7 +188,11 @@ def check_reward(r: DictConfig) -> list[str]:
 
     from bbuqc.config.reward_sets import flatten_weights, params_problems
     from bbuqc.rewards import reward_id_problem
+    from bbuqc.rewards.plugins import load_plugins
 
+    plugin_problems = load_plugins(list(r.get("plugins") or []))
+    if plugin_problems:
+        return plugin_problems  # the ids below may be the plug-ins' own
     flat = flatten_weights(OmegaConf.to_container(r.weights, resolve=True) or {})
     params = params_problems(OmegaConf.to_container(r.params, resolve=True) if "params" in r else {}, flat, r.name)
     if not flat:

@@ -4,7 +4,7 @@ Pure Python (no torch, transformers or ms-swift), so configs can be validated
 without them. See docs/rewards.md for every id and REWARDS.md for the contract.
 """
 
-from .base import Param, RewardError, RewardParamError, pop_error_metrics, strict_rewards
+from .base import Param, RewardError, RewardParamError, pop_error_metrics, reward, row_reward, strict_rewards
 from .registry import (
     LEGACY_IDS,
     REGISTRY,
@@ -34,6 +34,8 @@ __all__ = [
     "pop_error_metrics",
     "reward_id_problem",
     "reward_names",
+    "reward",
     "reward_spec",
+    "row_reward",
     "strict_rewards",
 ]

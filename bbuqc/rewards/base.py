@@ -33,10 +33,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, wraps
 from typing import Any
 
-from .summary.context import as_list
+from .summary.context import as_list, column
 
 log = logging.getLogger(__name__)
 
@@ -330,5 +330,34 @@ def reward(
         declared = RewardSpec(rid, math.nan, math.nan, doc, dict(params or {}), {}, (lo, hi))
         REGISTRY[rid] = RewardFunction(declared.with_values(), prepare, score)
         return score
+
+    return register
+
+
+def columns_rows(completions: object, columns: dict) -> list[dict]:
+    """One dict per completion: ``completion`` (its text, special tokens and fences cleaned as every reward
+    reads it) and that row's value of every dataset column ms-swift passes (``group_label``, ``summaries``,
+    ``metadata``, your own)."""
+    from .summary.parsing import completion_text
+
+    texts = [completion_text(c) for c in as_list(completions)]
+    cols = {key: column(values, len(texts)) for key, values in columns.items()}
+    return [{"completion": text, **{key: values[i] for key, values in cols.items()}} for i, text in enumerate(texts)]
+
+
+def row_reward(rid: str, lo: Bound, hi: Bound, *, params: Mapping[str, Param] | None = None):
+    """Register ``fn(completion, **row)`` as reward ``rid`` (``<namespace>.<name>``, range ``[lo, hi]``): it is
+    called once per completion with the completion's text and the row's columns, and the reward's parameter
+    values, as keyword arguments (take the ones you read, and ``**_`` for the rest). For reward plug-ins
+    (``reward.plugins``); the built-ins use :func:`reward` with a prepare of their own. An error or a value out
+    of range scores the row 0.0 and is counted (``rewards/<id>/errors``), as for every reward."""
+
+    def register(fn: Callable[..., float]) -> Callable[..., float]:
+        @wraps(fn)
+        def score(row: dict, **values: Any) -> float:
+            return fn(**row, **values)
+
+        reward(rid, lo, hi, prepare=columns_rows, params=params)(score)
+        return fn
 
     return register
