@@ -80,10 +80,11 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         from bbuqc.runtime.devices import require_devices
 
         try:
-            # Single runs were validated by the on_run_start callback; sweep jobs are checked
-            # here so a bad job fails alone and is recorded with the rest of the sweep.
-            validate(cfg, command)
-            require_devices(cfg)  # where the job runs: a sweep's launcher host may have no GPU
+            # Single runs were validated by the on_run_start callback; sweep jobs are checked here (where
+            # the job runs: a launcher host may have no GPU), so a bad job fails alone and is recorded
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                validate(cfg, command)
+                require_devices(cfg)
             return runner()(cfg)
         except (InputError, OSError) as err:
             if HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -1,4 +1,4 @@
-"""ConfigStore registration: the schema that types conf/config.yaml, and the mission group."""
+"""ConfigStore registration: the schema that types every command's primary config (conf/<command>.yaml), and the mission group."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Sweeps: the pieces around Hydra's `-m` that bbuqc adds.
 
-- `bbuqc.sweep.records.SweepRecords` (a Hydra callback, registered in conf/config.yaml):
+- `bbuqc.sweep.records.SweepRecords` (a Hydra callback, registered in conf/common.yaml):
   every job's status and error in its folder, a summary of the sweep in the sweep folder.
 - `bbuqc.sweep.comparison`: the comparison report (`python -m bbuqc.report <sweep folder>`).
 - The `bbuqc_gpus_per_job` resolver used by conf/hydra/launcher/ray.yaml, registered when this

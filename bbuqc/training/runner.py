@@ -60,8 +60,11 @@ def prepare(cfg: DictConfig, run_dir: Path):
     if problem:
         raise InputError(problem)
     lora = cfg.lora
-    regex, targets = lora_target_regex(linear_module_names(model.path), lora.last_k, vision=lora.vision,
-                                       aligner=lora.aligner)
+    try:  # validation compares lora.last_k with the config's depth; the checkpoint's own modules decide here
+        regex, targets = lora_target_regex(linear_module_names(model.path), lora.last_k, vision=lora.vision,
+                                           aligner=lora.aligner)
+    except ValueError as exc:
+        raise InputError(f"{exc} ({model.path})") from None
     log.info("LoRA on the last %d LLM blocks%s%s: %d Linear modules", lora.last_k,
              " + the vision tower" if lora.vision else "", " + the aligner" if lora.aligner else "", len(targets))
     data = prepare_datasets(cfg, run_dir / "data")
