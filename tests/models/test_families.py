@@ -17,7 +17,7 @@ import yaml
 from bbuqc.models import tiny
 
 REPO = Path(__file__).resolve().parents[2]
-PRESETS = REPO / "bbuqc" / "conf" / "model"
+PRESETS = REPO / "conf" / "model"
 #: Real preset -> its tiny twin (the family a test run stands in for).
 TWINS = {
     "qwen2_vl_2b": "tiny_qwen2_vl", "qwen2_vl_7b": "tiny_qwen2_vl",

@@ -42,6 +42,8 @@ def test_cuda_runs_need_a_visible_device(monkeypatch):
                         real_find_spec(name, *a))  # a `[gpu]` install on a machine without CUDA
     with pytest.raises(InputError, match=r"^infer.backend=vllm: no CUDA device"):
         require_devices(_cfg("infer", "infer.backend=vllm"))
+    # Stage-A / evaluation on Ray: the actors need the GPUs, wherever the cluster is (infer.ray_address)
+    require_devices(_cfg("infer", "compute=gpu", "infer.workers=2", "infer.ray_address=auto"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a GPU node (or a Ray job's assigned GPU)
     require_devices(_cfg("train", "compute=gpu"))
     require_devices(_cfg("infer", "infer.backend=vllm"))
