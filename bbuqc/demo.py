@@ -388,8 +388,9 @@ def collect(*, out, seed, evaluations, summary, stage_a, curves, checkpoints, ru
         "summary": summary,
         "stage_a": stage_a,
         "verdict": verdict,
-        "attribution": {f"{name}.{src}": m.get("attribution") for name, by_src in evaluations.items()
-                        for src, m in by_src.items() if m.get("attribution")},
+        # where each evaluation's wrong verdicts came from: Stage-A or the verdict model (docs/evaluate.md)
+        "attribution": {f"{name}.{src}": m["overall"]["attribution"] for name, by_src in evaluations.items()
+                        for src, m in by_src.items() if m.get("overall", {}).get("attribution")},
         "targets": check_targets(summary, stage_a, verdict),
         "curves": curves,
         "run_dirs": run_dirs,
