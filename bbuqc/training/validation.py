@@ -63,11 +63,16 @@ def verdict_figures(rows: list[dict], answers: list[str], params: dict | None = 
     return {f"{VAL}{k}": float(v) for k, v in figures.items() if v is not None}
 
 
+def _columns(rows: list[dict]) -> dict[str, list]:
+    """The validation rows as the dataset columns ms-swift hands a reward (every key but the prompt)."""
+    return {key: [row.get(key) for row in rows] for key in rows[0] if key != "messages"}
+
+
 def summary_figures(rows: list[dict], answers: list[str], params: dict | None = None) -> dict[str, float]:
     """The mean of every `summary.*` reward over the validation images, called as GRPO calls them."""
     from bbuqc.rewards import get_reward, reward_names
 
-    columns = {key: [row.get(key) for row in rows] for key in rows[0] if key != "messages"}
+    columns = _columns(rows)
     out, params = {}, params or {}
     for rid in reward_names():
         if rid.startswith("summary."):
@@ -94,7 +99,7 @@ def answer_records(task: str, rows: list[dict], answers: list[str], limit: int) 
         return out
     from bbuqc.rewards import get_reward
 
-    columns = {key: [row.get(key) for row in rows] for key in rows[0] if key != "messages"}
+    columns = _columns(rows)
     f1 = get_reward("summary.content_f1")(list(answers), **columns)
     return [{"row": i, "image": (row.get("images") or [None])[0], "answer": answer, "summary.content_f1": value}
             for i, (row, answer, value) in enumerate(zip(rows, answers, f1))]
