@@ -162,6 +162,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
         raise EvaluationInputError(f"no groups in {', '.join(map(str, files))}")
     predictions = out_dir / PREDICTIONS
     settings = settings_of(cfg)
+    params = reward_params(cfg)  # the rewards of every record are scored with the run's parameters
     workers = int(cfg.evaluate.get("workers", 1))
     try:
         done = {prediction_key(r) for r in read_predictions(predictions)}  # read only, to decide on Ray
@@ -198,7 +199,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
 
             use_adapter_artifact(wb, cfg.model.adapter)  # links this evaluation to the training run in W&B
         if pending and use_ray:
-            answer_on_ray(cfg, pending, file, total=len(groups), model_factory=model_factory)
+            answer_on_ray(cfg, pending, file, params, total=len(groups), model_factory=model_factory)
         elif pending:
             model = model if model is not None else load_verdict_model(cfg)
             for group, answers in iter_answers(
@@ -211,7 +212,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
                 total=len(groups),
                 initial=len(groups) - len(pending),
             ):
-                append_prediction(file, prediction_record(group, answers, reward_params(cfg)))
+                append_prediction(file, prediction_record(group, answers, params))
         records = with_summaries(list(file.records), groups)
         keys = {g.key for g in groups}
         extra = sum(prediction_key(r) not in keys for r in records)
@@ -247,7 +248,8 @@ class VerdictWorker:
         return [list(a) for a in self.model.answer(batch_of_messages, self.n_samples)]
 
 
-def answer_on_ray(cfg: DictConfig, pending: list[Group], file, *, total: int, model_factory=None) -> None:
+def answer_on_ray(cfg: DictConfig, pending: list[Group], file, params: dict, *, total: int,
+                  model_factory=None) -> None:
     """Answer ``pending`` on ``evaluate.workers`` Ray actors in batches of ``evaluate.batch_size``
     (the in-process batches); write each group's line in input order as soon as it is its turn."""
     import ray.exceptions
@@ -270,7 +272,7 @@ def answer_on_ray(cfg: DictConfig, pending: list[Group], file, *, total: int, mo
                     raise RuntimeError(f"a Ray worker returned {[len(a) for a in answers]} answers for "
                                        f"{len(batch)} prompts x {n} samples")
                 for group, texts in zip(batch, answers):
-                    append_prediction(file, prediction_record(group, texts, reward_params(cfg)))
+                    append_prediction(file, prediction_record(group, texts, params))
                 bar.update(len(batch))
         except ray.exceptions.RayError as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
