@@ -25,6 +25,12 @@ ALIGNER_PARTS = ("merger", "deepstack_merger_list")
 _VISUAL_PART = re.compile(r"(?:^|\.)visual\.([^.]+)\.")
 
 
+def vision_part(name: str) -> str | None:
+    """``aligner`` or ``tower`` for a module or weight name on the vision side of a Qwen-VL model, else None."""
+    m = _VISUAL_PART.search(name)
+    return None if m is None else ("aligner" if m[1] in ALIGNER_PARTS else "tower")
+
+
 @dataclass(frozen=True)
 class AdapterInfo:
     path: Path
@@ -89,11 +95,11 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         shapes = _safetensors_shapes(weights)
     except (OSError, ValueError, struct.error) as exc:
         raise ValueError(f"{weights}: unreadable ({exc})") from None
-    parts = {m[1] for name in shapes if (m := _VISUAL_PART.search(name))}
-    blocks = sorted({int(m[1]) for name in shapes if (m := _LAYER.search(name)) and not _VISUAL_PART.search(name)})
+    side = {name: vision_part(name) for name in shapes}  # None: the LLM's
+    blocks = sorted({int(m[1]) for name in shapes if side[name] is None and (m := _LAYER.search(name))})
     # the LLM side's widths: what must fit the base's hidden / intermediate size
     widths = frozenset(shape[1] for name, shape in shapes.items()
-                       if _LORA_A.search(name) and len(shape) == 2 and not _VISUAL_PART.search(name))
+                       if side[name] is None and _LORA_A.search(name) and len(shape) == 2)
     model_type = None
     args_file = path / "args.json"
     if args_file.is_file():
@@ -103,7 +109,7 @@ def read_adapter(path: str | Path) -> AdapterInfo:
             model_type = None
     saved = tuple(sorted(config.get("modules_to_save") or ()))
     return AdapterInfo(path, config.get("base_model_name_or_path"), model_type, config.get("r"), tuple(blocks), widths,
-                       saved, vision=bool(parts - set(ALIGNER_PARTS)), aligner=bool(parts & set(ALIGNER_PARTS)))
+                       saved, vision="tower" in side.values(), aligner="aligner" in side.values())
 
 
 def read_base(path: str | Path) -> BaseInfo | None:

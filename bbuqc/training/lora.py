@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bbuqc.models.adapters import ALIGNER_PARTS
+from bbuqc.models.adapters import vision_part
 
 # Containers that hold vision-side modules in the Qwen-VL families; never LoRA targets.
 VISION_MARKERS = ("visual", "vision", "merger", "aligner", "projector")
@@ -54,17 +54,10 @@ def last_k_target_regex(linear_names: Iterable[str], last_k: int) -> tuple[str, 
     return regex, selected
 
 
-_VISUAL = re.compile(r"^(?:.*\.)?visual\.(?P<part>[^.]+)\.")
-
-
 def vision_targets(linear_names: Iterable[str], *, tower: bool, aligner: bool) -> list[str]:
     """The vision-side Linears `lora.vision` (tower) / `lora.aligner` select."""
-    out = []
-    for name in linear_names:
-        m = _VISUAL.match(name)
-        if m and (aligner if m["part"] in ALIGNER_PARTS else tower):
-            out.append(name)
-    return out
+    wanted = {"tower": tower, "aligner": aligner}
+    return [name for name in linear_names if wanted.get(vision_part(name))]
 
 
 def lora_target_regex(linear_names: Iterable[str], last_k: int, *, vision: bool = False,
