@@ -182,7 +182,8 @@ class ValidationCallback(TrainerCallback):
         # a resumed run continues the best so far: its validations up to the checkpoint's step (the log was
         # cut back to it: training/checkpoints.py), else what transformers restored (best_global_step / best_metric)
         history = self.run_dir / HISTORY
-        done = [r for r in read_rows(history) if r["step"] <= state.global_step] if history.is_file() else []
+        resumed = state.global_step > 0 and history.is_file()  # a fresh run in an old folder replays nothing
+        done = [r for r in read_rows(history) if r["step"] <= state.global_step] if resumed else []
         for row in done:
             self.best.update(row["step"], row.get(self.best.metric), row)
         if not done and state.best_global_step and state.best_metric is not None:
