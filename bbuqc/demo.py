@@ -172,15 +172,15 @@ class Demo:
             grpo_run = self.command("summary_grpo", "bbuqc.train",
                                     ["experiment=demo_summary_grpo", f"model.adapter={sft_ckpt}", *data])
             grpo_ckpt = best_checkpoint(grpo_run)
-            sft_f1 = summary_figures(sft_run, sft_ckpt).get("summary.content_f1") or 0.0
-            grpo_f1 = summary_figures(grpo_run, grpo_ckpt).get("summary.content_f1") or 0.0
+            figures = {"sft": summary_figures(sft_run, sft_ckpt), "grpo": summary_figures(grpo_run, grpo_ckpt)}
+            sft_f1, grpo_f1 = (figures[k].get("summary.content_f1") or 0.0 for k in ("sft", "grpo"))
             chosen = grpo_ckpt if grpo_f1 >= sft_f1 else sft_ckpt  # selected on validation, never on test
             grpo_records.set_result(self.stage_a("grpo_world", chosen, worlds["grpo"]))
         except BaseException as exc:
             grpo_records.set_exception(exc)  # the verdict chain waits on it: never leave it hanging
             raise
         return {"sft_run": sft_run, "sft_ckpt": sft_ckpt, "grpo_run": grpo_run, "grpo_ckpt": grpo_ckpt,
-                "chosen": chosen,
+                "chosen": chosen, "figures": figures,
                 "test": self.stage_a("test", chosen, worlds["test"]),
                 "shifted": self.stage_a("shifted", chosen, worlds["shifted"])}
 
@@ -241,8 +241,7 @@ class Demo:
 
         metrics = collect(
             out=self.out, seed=self.seed, evaluations=evaluations,
-            summary={"sft": summary_figures(summary["sft_run"], summary["sft_ckpt"]),
-                     "grpo": summary_figures(summary["grpo_run"], summary["grpo_ckpt"])},
+            summary=summary["figures"],
             stage_a={"test": stage_a_figures(summary["test"], perfect["test"]),
                      "shifted": stage_a_figures(summary["shifted"], perfect["shifted"])},
             curves={"summary_sft": curves(summary["sft_run"]), "summary_grpo": curves(summary["grpo_run"]),
