@@ -10,13 +10,11 @@ from pathlib import Path
 
 def _default_out(seed: int, groups: int, shift: tuple[str, ...] = ()) -> Path | None:
     """Where ``data.synthetic_seed/groups_per_mission/shift`` put the world (bbuqc.data.sources)."""
-    from bbuqc.data.synth.shift import shift_suffix
-
     try:
-        from bbuqc.runtime.paths import cache_dir
+        from bbuqc.data.sources import default_world_dir
     except ImportError:
         return None
-    return Path(cache_dir()) / "synth" / f"seed{seed}-g{groups}{shift_suffix(shift)}"
+    return default_world_dir(seed, groups, shift)
 
 
 def main(argv: list[str] | None = None) -> int:

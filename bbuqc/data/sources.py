@@ -9,16 +9,22 @@ from omegaconf import DictConfig
 from bbuqc.runtime.paths import cache_dir
 
 
+def default_world_dir(seed: int, groups_per_mission: int, shift: tuple[str, ...] = ()) -> Path:
+    """Where a synthetic world lives without data.synthetic_dir: <cache>/synth/seed<seed>-g<groups>, a shifted
+    one with -shift-<names> (its own folder); `bbuqc-synth` writes to the same place."""
+    from bbuqc.data.synth import shift_suffix
+
+    return cache_dir() / "synth" / f"seed{seed}-g{groups_per_mission}{shift_suffix(shift)}"
+
+
 def synthetic_root(cfg: DictConfig) -> Path:
     """The synthetic world this config means, generated on first use."""
-    from bbuqc.data.synth import canonical_shift, ensure_synthetic, shift_suffix
+    from bbuqc.data.synth import canonical_shift, ensure_synthetic
 
     d = cfg.data
     shift = canonical_shift(d.get("synthetic_shift") or ())  # data.synthetic_shift: a shifted test world
-    if d.synthetic_dir:
-        out = Path(d.synthetic_dir)
-    else:  # a shifted world has its own folder: seed<seed>-g<groups>-shift-<names>
-        out = cache_dir() / "synth" / f"seed{d.synthetic_seed}-g{d.synthetic_groups_per_mission}{shift_suffix(shift)}"
+    out = Path(d.synthetic_dir) if d.synthetic_dir else default_world_dir(d.synthetic_seed,
+                                                                           d.synthetic_groups_per_mission, shift)
     return ensure_synthetic(out, seed=d.synthetic_seed, groups_per_mission=d.synthetic_groups_per_mission, shift=shift)
 
 
