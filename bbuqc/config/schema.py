@@ -70,6 +70,13 @@ class DataSource(StrEnum):
     files = "files"
 
 
+class ImportanceSamplingLevel(StrEnum):
+    # ms-swift's Literal for importance_sampling_level (tests/training/test_gpu_fields.py compares them)
+    token = "token"
+    sequence = "sequence"
+    sequence_token = "sequence_token"
+
+
 class StageABackend(StrEnum):
     hf = "hf"
     vllm = "vllm"
@@ -342,6 +349,11 @@ class TrainConfig:
     # GRPO: prompt, completion, each reward and the advantage to completions.jsonl + a W&B table every N
     # steps (a multiple of logging_steps); null: never
     log_completions_steps: int | None = None
+    # GRPO: optimiser micro-batches that reuse one rollout batch (the rollout is per_device_batch_size x GPUs x
+    # steps_per_generation completions); one of this and generation_batch_size; null: gradient_accumulation_steps
+    steps_per_generation: int | None = None
+    # GRPO: the importance ratio per token (GRPO/PPO), per sequence (GSPO) or sequence_token (GSPO-token)
+    importance_sampling_level: ImportanceSamplingLevel = ImportanceSamplingLevel.token
     # any other ms-swift argument by its ms-swift name ({name: value}); checked against ms-swift's fields
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -388,6 +400,14 @@ def check_train(t: DictConfig) -> list[str]:
         out.append(f"train.log_completions_steps={n}: expected a multiple of train.logging_steps={t.logging_steps}")
     if t.eval_steps is not None and t.eval_steps < 1:
         out.append(f"train.eval_steps={t.eval_steps}: expected an integer >= 1 (or null: no validation)")
+    if t.steps_per_generation is not None:
+        if t.steps_per_generation < 1:
+            out.append(f"train.steps_per_generation={t.steps_per_generation}: expected an integer >= 1 (or null)")
+        elif t.generation_batch_size is not None:
+            # ms-swift derives each from the other: two settings of one quantity
+            out.append(f"train.steps_per_generation={t.steps_per_generation}: set it or train.generation_batch_size="
+                       f"{t.generation_batch_size}, not both (the rollout is per_device_batch_size x GPUs x "
+                       "steps_per_generation)")
     if t.early_stop_patience is not None:
         if t.early_stop_patience < 1:
             out.append(f"train.early_stop_patience={t.early_stop_patience}: expected an integer >= 1")
@@ -401,7 +421,15 @@ class ComputeConfig:
     device: Device = Device.cpu  # cpu | cuda
     precision: Precision = Precision.fp32  # fp32 | bf16 | fp16
     rollout: Rollout = Rollout.hf  # hf | vllm_colocate | vllm_server
-    vllm_gpu_memory_utilization: float = 0.5  # vLLM's share of GPU memory (colocated rollouts)
+    vllm_gpu_memory_utilization: float = 0.5  # vLLM's share of each GPU's memory, in (0, 1] (rollouts, Stage-A)
+    # colocated rollouts: GPUs per vLLM engine (tensor parallel); divides compute.nproc_per_node
+    vllm_tensor_parallel_size: int = 1
+    vllm_max_model_len: int | None = None  # vLLM's context, prompt + completion tokens; null: the model's own
+    # colocated rollouts, what is freed while the other side runs (ms-swift's names): sleep_level 0 keeps vLLM's
+    # weights and KV cache on the GPU during the training step, 1 frees the cache and offloads its weights, 2 frees both
+    sleep_level: int = 0
+    offload_model: bool = False  # colocated rollouts: the training model's weights to CPU while vLLM generates
+    offload_optimizer: bool = False  # colocated rollouts: the optimizer state to CPU while vLLM generates
     vllm_server_host: str = "127.0.0.1"  # `swift rollout` server (rollout=vllm_server)
     vllm_server_port: int = 8000  # `swift rollout` server port
     deepspeed: DeepSpeed | None = None  # null | zero2 | zero3
@@ -414,7 +442,34 @@ def check_compute(c: DictConfig) -> list[str]:
         out.append(f"compute.rollout={c.rollout}: vLLM rollouts need compute.device=cuda")
     if c.deepspeed and c.device != Device.cuda:
         out.append(f"compute.deepspeed={c.deepspeed}: DeepSpeed needs compute.device=cuda")
-    return out + _at_least(c, "compute", ("nproc_per_node",))
+    return out + _at_least(c, "compute", ("nproc_per_node",)) + _vllm_settings(c)
+
+
+def _vllm_settings(c: DictConfig) -> list[str]:
+    """vLLM's ranges, and the settings only a colocated engine reads (elsewhere they would do nothing)."""
+    out = []
+    if not 0 < c.vllm_gpu_memory_utilization <= 1:
+        out.append(f"compute.vllm_gpu_memory_utilization={c.vllm_gpu_memory_utilization}: expected a fraction of "
+                   "GPU memory, 0 < x <= 1")
+    tp, gpus = c.vllm_tensor_parallel_size, c.nproc_per_node
+    if tp < 1:
+        out.append(f"compute.vllm_tensor_parallel_size={tp}: expected an integer >= 1")
+    elif gpus >= 1 and gpus % tp:
+        out.append(f"compute.vllm_tensor_parallel_size={tp}: must divide compute.nproc_per_node={gpus} "
+                   "(each vLLM engine spans that many of the node's training GPUs)")
+    if c.vllm_max_model_len is not None and c.vllm_max_model_len < 1:
+        out.append(f"compute.vllm_max_model_len={c.vllm_max_model_len}: expected an integer >= 1 (or null)")
+    if c.sleep_level not in (0, 1, 2):
+        out.append(f"compute.sleep_level={c.sleep_level}: expected 0, 1 or 2")
+    if c.rollout != Rollout.vllm_colocate:
+        where = ("set it on the `swift rollout` server instead" if c.rollout == Rollout.vllm_server
+                 else "it has no vLLM engine")
+        colocated = {"vllm_tensor_parallel_size": tp != 1, "sleep_level": c.sleep_level != 0,
+                     "offload_model": c.offload_model, "offload_optimizer": c.offload_optimizer}
+        out += [f"compute.{key}={str(c[key]).lower()}: a setting of colocated vLLM rollouts "
+                f"(compute.rollout=vllm_colocate, e.g. compute=gpu_vllm); compute.rollout={c.rollout}: {where}"
+                for key, set_ in colocated.items() if set_]
+    return out
 
 
 @dataclass

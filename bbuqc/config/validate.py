@@ -54,7 +54,8 @@ def effective_generation_batch_size(cfg: DictConfig) -> int:
     t = cfg.train
     if t.generation_batch_size is not None:
         return t.generation_batch_size
-    return t.per_device_batch_size * cfg.compute.nproc_per_node * t.gradient_accumulation_steps
+    steps = t.get("steps_per_generation") or t.gradient_accumulation_steps  # ms-swift's default: the accumulation
+    return t.per_device_batch_size * cfg.compute.nproc_per_node * steps
 
 
 def _rewards_fit_task(cfg: DictConfig) -> list[str]:
@@ -92,6 +93,16 @@ def _grpo_only(cfg: DictConfig) -> list[str]:
     grpo, out = cfg.algo.name == S.Algo.grpo, []
     if cfg.train.log_completions_steps and not grpo:
         out.append("train.log_completions_steps: sampled completions are GRPO's (algo=grpo); SFT generates none")
+    if not grpo and cfg.train.steps_per_generation is not None:
+        out.append("train.steps_per_generation: rollouts are GRPO's (algo=grpo); SFT generates none")
+    if not grpo and cfg.train.importance_sampling_level != "token":
+        out.append(f"train.importance_sampling_level={cfg.train.importance_sampling_level}: an importance ratio is "
+                   "GRPO's (algo=grpo); SFT has none")
+    max_len = cfg.compute.vllm_max_model_len
+    if grpo and cfg.compute.rollout == S.Rollout.vllm_colocate and max_len is not None \
+            and max_len <= cfg.train.max_completion_length:
+        out.append(f"compute.vllm_max_model_len={max_len}: leaves no room for a prompt before "
+                   f"train.max_completion_length={cfg.train.max_completion_length} completion tokens")
     fields, cls = (sf.RLHF_FIELDS, "RLHFArguments") if grpo else (sf.SFT_FIELDS, "SftArguments")
     for key in cfg.train.extra:
         if key in OWNED:

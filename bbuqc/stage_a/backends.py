@@ -244,9 +244,10 @@ class VLLMBackend:
 
 
 def make_backend(name: str, model_path: str | Path, *, device: str = "cpu", precision: str = "fp32",
-                 gpu_memory_utilization: float = 0.9, adapter: str | Path | None = None) -> Backend:
+                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
+                 adapter: str | Path | None = None) -> Backend:
     check_backend(name)
     if name == "vllm":
         return VLLMBackend(model_path, dtype=precision, gpu_memory_utilization=gpu_memory_utilization,
-                           adapter=adapter)
+                           max_model_len=max_model_len, adapter=adapter)
     return HFBackend(model_path, device=device, dtype=precision, adapter=adapter)

@@ -344,7 +344,8 @@ def backend_for(cfg: DictConfig) -> Backend:
 
     model = resolve_model(cfg)
     return make_backend(cfg.infer.backend, model.path, device=cfg.compute.device, precision=cfg.compute.precision,
-                        gpu_memory_utilization=cfg.compute.vllm_gpu_memory_utilization, adapter=model.adapter)
+                        gpu_memory_utilization=cfg.compute.vllm_gpu_memory_utilization,
+                        max_model_len=cfg.compute.get("vllm_max_model_len"), adapter=model.adapter)
 
 
 def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,

@@ -79,7 +79,10 @@ OWNED = {
     "chord_mu_valley": "chord.mu_valley",
     "bf16": "compute.precision", "fp16": "compute.precision", "use_cpu": "compute.device",
     "gradient_checkpointing": "compute.device", "use_vllm": "compute.rollout", "vllm_mode": "compute.rollout",
-    "vllm_gpu_memory_utilization": "compute.vllm_gpu_memory_utilization", "sleep_level": "compute.rollout",
+    "vllm_gpu_memory_utilization": "compute.vllm_gpu_memory_utilization", "sleep_level": "compute.sleep_level",
+    "vllm_tensor_parallel_size": "compute.vllm_tensor_parallel_size", "vllm_max_model_len": "compute.vllm_max_model_len",
+    "offload_model": "compute.offload_model", "offload_optimizer": "compute.offload_optimizer",
+    "steps_per_generation": "train.steps_per_generation", "importance_sampling_level": "train.importance_sampling_level",
     "vllm_server_host": "compute.vllm_server_host", "vllm_server_port": "compute.vllm_server_port",
     "deepspeed": "compute.deepspeed",
 }
@@ -169,10 +172,14 @@ def _grpo_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "repetition_penalty": t.repetition_penalty,
         "dynamic_sample": t.dynamic_sample,
         "max_resample_times": t.max_resample_times,
+        "importance_sampling_level": t.importance_sampling_level,
         # ms-swift writes the table at every log; bbuqc's CompletionsCallback turns it on only every
         # log_completions_steps steps
         "log_completions": t.log_completions_steps is not None,
     }
+    if t.steps_per_generation is not None:
+        # with the generation_batch_size it implies (effective_generation_batch_size), which ms-swift checks equal
+        kw["steps_per_generation"] = t.steps_per_generation
     if chord.enabled:
         kw.update(
             {
@@ -211,8 +218,13 @@ def _compute_kwargs(c: DictConfig, rollouts: bool = True) -> dict[str, Any]:
             use_vllm=True,
             vllm_mode="colocate",
             vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization,
-            sleep_level=1,
+            vllm_tensor_parallel_size=c.vllm_tensor_parallel_size,
+            sleep_level=c.sleep_level,
+            offload_model=c.offload_model,
+            offload_optimizer=c.offload_optimizer,
         )
+        if c.vllm_max_model_len is not None:
+            kw["vllm_max_model_len"] = c.vllm_max_model_len
     elif rollouts and c.rollout == "vllm_server":
         kw.update(
             use_vllm=True,

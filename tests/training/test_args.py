@@ -53,6 +53,7 @@ def test_default_cpu_mapping():
         "max_grad_norm": 1.0, "loss_type": "grpo", "epsilon": 0.2, "epsilon_high": None, "num_iterations": 1,
         "scale_rewards": None, "advantage_estimator": "grpo", "top_p": 1.0, "top_k": -1,
         "repetition_penalty": 1.0, "dynamic_sample": False, "max_resample_times": 3, "log_completions": False,
+        "importance_sampling_level": "token",
     }
 
 
