@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import bbuqc.config.store  # noqa: F401  (registers the schema and the mission group)
 import bbuqc.sweep  # noqa: F401  (registers the resolvers conf uses)
@@ -44,6 +46,44 @@ def end_of_composition() -> None:
         os.environ.pop(_FULL_ERROR, None)
     else:
         os.environ[_FULL_ERROR] = _USER_FULL_ERROR
+
+
+class ValidateConfig(Callback):
+    """Validation in Hydra's on_run_start (conf/common.yaml): a bad single run exits 2 before Hydra makes
+    its run folder. Sweep jobs are validated where they run (``entry_point``)."""
+
+    def __init__(self, command: str):
+        self.command = command  # which command's checks run (set by each primary config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        end_of_composition()  # the sweep composed; its jobs report their own failures
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from bbuqc.checks import validate
+        from bbuqc.config.validate import ConfigError
+        from bbuqc.runtime.devices import require_devices
+
+        end_of_composition()
+        try:
+            validate(config, self.command)
+            require_devices(config)
+        except ConfigError as err:
+            for line in err.problems:
+                print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        run_dir = OmegaConf.select(config, "hydra.run.dir")
+        if run_dir:
+            # Hydra creates it next, and reports a failure with its traceback: make it here, so a run
+            # folder that cannot be written (a file in its place, read-only) is one line naming it
+            try:
+                Path(str(run_dir)).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                print(f"error: hydra.run.dir={run_dir}: cannot create the run folder: "
+                      f"{exc.strerror or exc} ({exc.filename})", file=sys.stderr)
+                sys.exit(2)
 
 
 def compose_error_lines(err: BaseException) -> list[str] | None:
@@ -76,7 +116,7 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         nonlocal started
         started = True
         end_of_composition()
-        from bbuqc.config.validate import validate
+        from bbuqc.checks import validate
         from bbuqc.runtime.devices import require_devices
 
         try:

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.config.validate import problems
+from bbuqc.checks import problems
 from bbuqc.runtime.paths import CONF_DIR
 from bbuqc.sweep import job_dirname
 

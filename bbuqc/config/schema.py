@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
-from bbuqc.training import swift_fields as _swift
+from bbuqc.config import swift_fields as _swift
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
@@ -92,7 +92,7 @@ class LoggerMode(StrEnum):
     online = "online"
 
 
-# ms-swift's own choices, generated from the installed ms-swift (bbuqc/training/swift_fields.py)
+# ms-swift's own choices, generated from the installed ms-swift (bbuqc/config/swift_fields.py)
 LossType = _choices("LossType", _swift.GRPO_LOSS_TYPES)
 AdvantageEstimator = _choices("AdvantageEstimator", _swift.ADVANTAGE_ESTIMATORS)
 ScaleRewards = _choices("ScaleRewards", _swift.SCALE_REWARDS)
@@ -137,9 +137,8 @@ class ModelConfig:
 
 
 def check_model(m: DictConfig) -> list[str]:
-    from bbuqc.models.adapters import read_adapter
-    from bbuqc.models.safety import remote_code_problem
-
+    """The model's own fields and folders; what the folders hold (an adapter's files, shipped Python) is
+    bbuqc/models/checks.py's, which reads them."""
     out = []
     for key in ("min_pixels", "max_pixels"):
         if m.get(key) is not None and int(m[key]) <= 0:
@@ -151,18 +150,8 @@ def check_model(m: DictConfig) -> list[str]:
         return out + [f"model.path: required for model={m.preset} (a local checkpoint folder; no hub access)"]
     if m.path and not Path(m.path).is_dir():
         return out + [f"model.path={m.path}: no such folder"]
-    for key in ("path", "adapter"):
-        if m[key] and Path(m[key]).is_dir():
-            problem = remote_code_problem(m[key], f"model.{key}", m.trust_remote_code)
-            if problem:
-                out.append(problem)
-    if m.adapter:  # whether it fits the base is validate.py's (it needs the resolved base)
-        if not Path(m.adapter).is_dir():
-            return out + [f"model.adapter={m.adapter}: no such checkpoint folder"]
-        try:
-            read_adapter(m.adapter)
-        except ValueError as exc:
-            out.append(f"model.adapter={m.adapter}: {exc}")
+    if m.adapter and not Path(m.adapter).is_dir():
+        out.append(f"model.adapter={m.adapter}: no such checkpoint folder")
     return out
 
 
@@ -359,8 +348,9 @@ class TrainConfig:
 
 
 def check_train(t: DictConfig) -> list[str]:
-    """The training settings on their own; the batch sizes against the GPUs, the algorithm, the validation
-    data and train.extra against ms-swift's arguments: validate.py."""
+    """The training settings on their own; the batch sizes against the GPUs and the algorithm: validate.py;
+    train.extra against ms-swift's arguments, the val/ metric names and train.resume_from's checkpoint:
+    bbuqc/training/checks.py."""
     out = _at_least(t, "train", ("max_steps", "per_device_batch_size", "gradient_accumulation_steps",
                                  "max_completion_length", "logging_steps", "save_steps"))
     if t.num_generations < 2:
@@ -374,13 +364,6 @@ def check_train(t: DictConfig) -> list[str]:
     for key in ("beta", "weight_decay"):
         if t[key] < 0:
             out.append(f"train.{key}={t[key]}: expected a number >= 0")
-    if t.resume_from is not None and t.resume_from != "auto":
-        from bbuqc.training.checkpoints import checkpoint_problem
-
-        problem = checkpoint_problem(t.resume_from)
-        if problem:
-            out.append(f"train.resume_from={t.resume_from}: {problem} (an incomplete checkpoint cannot "
-                       "continue a run; train.resume_from=auto picks the latest complete one)")
     if not t.epsilon > 0:
         out.append(f"train.epsilon={t.epsilon}: expected a number > 0")
     elif t.epsilon_high is not None and t.epsilon_high < t.epsilon:

@@ -151,7 +151,7 @@ def _command(config: DictConfig) -> str | None:
 
 
 def _refuse(problems: list[str]) -> None:
-    """Config problems as `error:` lines and exit 2, as bbuqc.config.callback does for single runs."""
+    """Config problems as `error:` lines and exit 2, as bbuqc.cli.ValidateConfig does for single runs."""
     if problems:
         for line in problems:
             print(f"error: {line}", file=sys.stderr)

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.cli import CONF_DIR
-from bbuqc.config.validate import problems
+from bbuqc.checks import problems
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 import bbuqc.config.store  # noqa: F401
 from bbuqc.cli import CONF_DIR
 from bbuqc.config.reward_sets import reward_set, reward_set_names
-from bbuqc.config.validate import problems
+from bbuqc.checks import problems
 from bbuqc.missions import MISSIONS
 from bbuqc.rewards import reward_id_problem
 

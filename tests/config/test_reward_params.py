@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 import bbuqc.config.store  # noqa: F401
 from bbuqc.cli import CONF_DIR
 from bbuqc.config.reward_sets import flatten_params, reward_params, reward_set
-from bbuqc.config.validate import problems
+from bbuqc.checks import problems
 from bbuqc.stage_b.metrics import score_answers
 
 ANSWERS = ["通过\n理由: 图片_1 挡风板安装规范", "不通过\n理由: 图片_1 缺少挡风板", "通过"]

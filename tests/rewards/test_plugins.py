@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.config.validate import problems
+from bbuqc.checks import problems
 from bbuqc.rewards import REGISTRY, get_reward
 from bbuqc.rewards.plugins import LOADED
 from bbuqc.runtime.paths import CONF_DIR

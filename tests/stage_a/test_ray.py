@@ -121,7 +121,7 @@ def test_sigkill_of_the_driver_then_rerun_is_byte_identical(tmp_path, tree, chat
 
 
 def test_workers_below_one_is_a_config_error():
-    from bbuqc.config.validate import problems
+    from bbuqc.checks import problems
 
     cfg = compose([f"mission={MISSION_ID}", "infer.workers=0"])
     assert "infer.workers=0: expected an integer >= 1" in problems(cfg, "infer")

@@ -295,7 +295,7 @@ def test_adapter_folder_without_adapter_config_is_rejected(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from bbuqc.cli import CONF_DIR
-    from bbuqc.config.validate import problems
+    from bbuqc.checks import problems
 
     (tmp_path / "ckpt").mkdir()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

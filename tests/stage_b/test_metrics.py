@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.cli import CONF_DIR
-from bbuqc.config.validate import problems
+from bbuqc.checks import problems
 from bbuqc.data.records import StageARecord, write_stage_a_jsonl
 from bbuqc.data.rows import verdict_row
 from bbuqc.rewards import get_reward

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.cli import CONF_DIR
-from bbuqc.config.validate import problems
+from bbuqc.checks import problems
 from bbuqc.training.args import RunInputs, swift_kwargs
 
 INPUTS = RunInputs(

@@ -117,7 +117,7 @@ SCRIPT = textwrap.dedent(
     from hydra import compose, initialize_config_dir
     import bbuqc.config.store
     from bbuqc.runtime.paths import CONF_DIR
-    from bbuqc.config.validate import validate
+    from bbuqc.checks import validate
     from bbuqc.training import runner
     from bbuqc.training.validation import ValidationCallback
     from bbuqc.tracking.runs import wandb_run

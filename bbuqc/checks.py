@@ -1,0 +1,43 @@
+"""What each command validates before any model loads: ``COMMAND_CHECKS``, run by the entry point
+(bbuqc/cli.py: the on_run_start callback for a single run, the job itself in a sweep).
+
+A command's checks are its nodes' own rules (``node(schema.check_<node>)``), the rules across nodes
+(bbuqc/config/validate.py), and the rules that read the model's files (bbuqc/models/checks.py) or need
+training's knowledge (bbuqc/training/checks.py). They live beside what they read, so bbuqc/config stays a
+leaf; this is the one list. Each check returns one line per problem naming the field, so `bbuqc-infer`
+never refuses a run because of a `lora` or `reward` field. Nothing here imports torch, transformers or
+ms-swift.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from bbuqc.config import schema as S
+from bbuqc.config import validate as V
+from bbuqc.config.validate import Check, ConfigError, node
+from bbuqc.models import checks as M
+from bbuqc.training import checks as T
+
+COMMAND_CHECKS: dict[str, tuple[Check, ...]] = {
+    "train": (node(S.check_reward), V.rewards_fit_task, node(S.check_train), T.resume_checkpoint, V.batch_sizes,
+              node(S.check_chord), node(S.check_lora), M.lora_depth, V.vision_lora, M.adapter_lora,
+              node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
+              V.algo_data, T.validation_data, V.grpo_only, T.extra_arguments, V.verdict_line_weight),
+    "infer": (node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
+              node(S.check_infer), V.infer_inputs, M.vllm_adapter),
+    "evaluate": (node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data),
+                 node(S.check_compute), node(S.check_evaluate), V.evaluate_inputs,
+                 node(S.check_reward)),  # evaluation scores with the reward parameters
+    "export": (node(S.check_model), M.model_files, M.export_base, node(S.check_export)),
+}
+
+
+def problems(cfg: DictConfig, command: str) -> list[str]:
+    return [line for check in COMMAND_CHECKS[command] for line in check(cfg)]
+
+
+def validate(cfg: DictConfig, command: str) -> None:
+    found = problems(cfg, command)
+    if found:
+        raise ConfigError(found)
