@@ -4,7 +4,7 @@ code runs.
 
 Each node is followed by ``check_<node>``: the rules that need only that node's own fields, one line
 per problem naming the field. Rules across nodes (the batch sizes against the GPUs, the reward set
-against the task, ...) are in ``validate.py``, whose ``COMMAND_CHECKS`` says what each command runs.
+against the task, ...) are in ``validate.py``; what each command runs is ``COMMAND_CHECKS`` (bbuqc/checks.py).
 
 Choices are ``StrEnum``s: a member *is* its string (``Device.cpu == "cpu"``, ``f"{Device.cpu}"`` is
 ``cpu``), and its name is what users type (``compute.device=cpu``).

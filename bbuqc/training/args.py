@@ -38,7 +38,7 @@ def swift_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
     kw.update(_grpo_kwargs(cfg, inputs) if cfg.algo.name == "grpo" else _sft_kwargs(cfg))
     # compute.rollout is GRPO's (SFT generates nothing), so an SFT run on a vLLM preset just trains
     kw.update(_compute_kwargs(cfg.compute, rollouts=cfg.algo.name == "grpo"))
-    # train.extra last: validation (config/validate.py _grpo_only) already refused every key set above
+    # train.extra last: validation (training/checks.py extra_arguments) already refused every key set above
     kw.update(OmegaConf.to_container(cfg.train.extra, resolve=True) or {})
     return kw
 
