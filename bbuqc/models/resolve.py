@@ -59,8 +59,9 @@ def resolve_model(cfg: DictConfig) -> ResolvedModel:
     return ResolvedModel(str(ensure_tiny_model(kind)), model_type, template, m.multimodal, adapter)
 
 
-#: Vision patch size of each VL model_type (pixels per visual token = (patch * 2) ** 2 after the 2x2 merge).
-PATCH_SIZES = {"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16}
+#: Vision patch size of each VL model_type (pixels per visual token = (patch * 2) ** 2 after the 2x2 merge):
+#: Qwen3-VL's is 16, Qwen2-VL's and Qwen2.5-VL's 14. The tiny twins take theirs from here.
+VISION_PATCH = {"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16}
 
 
 def image_env(cfg: DictConfig) -> dict[str, str]:
@@ -81,7 +82,7 @@ def image_env(cfg: DictConfig) -> dict[str, str]:
         model_type = SWIFT_TYPES[kind][0]
     else:
         model_type = m.model_type
-    return image_size_env(m.min_pixels, m.max_pixels, PATCH_SIZES.get(str(model_type), 14))
+    return image_size_env(m.min_pixels, m.max_pixels, VISION_PATCH.get(str(model_type), 14))
 
 
 def apply_image_env(cfg: DictConfig) -> dict[str, str]:

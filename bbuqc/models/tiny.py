@@ -1,19 +1,20 @@
 """Tiny, randomly initialised Qwen models built locally (there is no model hub here).
 
-Two kinds:
+One :class:`TinySpec` per kind (:data:`SPECS`) says everything that makes a twin. The two the tests use:
 
 * ``"vl"``   -> ``<cache>/models/tiny-qwen2-vl-v3/``: ``Qwen2VLForConditionalGeneration`` (hidden 64,
   4 LLM decoder layers, 2 heads / 1 kv head, vision tower depth 2 with embed dim 32, patch 14,
   spatial merge 2, temporal patch 2) + a ``Qwen2VLProcessor``.
 * ``"text"`` -> ``<cache>/models/tiny-qwen2-v3/``: ``Qwen2ForCausalLM`` (hidden 64, 4 layers) + tokenizer.
 
-Both use the same trained BPE (see :mod:`bbuqc.models.tokenizer`), in two layouts (``TOKENIZER_LAYOUTS``):
-the VL model's tokenizer puts the special tokens at Qwen's ids and the model has ``vocab_size``
-151936, because ms-swift's Qwen VL templates and ``Qwen2VLConfig`` hard-code them; the text model's
-tokenizer is *compact* (BPE tokens, then the same special tokens right after them) and its
-``vocab_size`` is that length rounded up to a multiple of 64 (~1.9K), so generation and log-softmax
-on CPU do not pay for a 151936-wide vocabulary. Input/output embeddings are tied (as Qwen2-VL-2B and
-Qwen2.5-0.5B/1.5B/3B do).
+All use the same trained BPE (see :mod:`bbuqc.models.tokenizer`), in two layouts
+(``TinySpec.tokenizer_layout``): ``"qwen"`` puts the special tokens at Qwen's ids and the model has
+``vocab_size`` 151936, because ms-swift's Qwen VL templates and ``Qwen2VLConfig`` hard-code them;
+``"compact"`` (the text twins, and the demo's VL twin with its own template,
+:mod:`bbuqc.models.swift_template`) puts BPE tokens, then the same special tokens right after them, and
+its ``vocab_size`` is that length rounded up to a multiple of 64 (~1.9K), so training, generation and
+log-softmax on CPU do not pay for a 151936-wide vocabulary. Input/output embeddings are tied (as
+Qwen2-VL-2B and Qwen2.5-0.5B/1.5B/3B do), except where they are meant to be trained.
 
 They are saved with ``save_pretrained`` so that every consumer loads them through exactly the
 same ``from_pretrained`` path as a real checkpoint.
@@ -34,34 +35,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from bbuqc.models.resolve import VISION_PATCH
+from bbuqc.models.swift_template import COMPACT_QWEN2_VL
 from bbuqc.runtime.paths import cache_dir
-
-KINDS = ("vl", "text", "vl_demo", "text_demo")
-#: Folder names; bump the version suffix whenever the architecture / tokenizer / seed changes,
-#: so stale caches are never reused.
-MODEL_DIRS = {"vl": "tiny-qwen2-vl-v3", "text": "tiny-qwen2-v3",
-              "vl_demo": "tiny-demo-qwen2-vl-v2", "text_demo": "tiny-demo-qwen2-v2"}
-#: The architecture family of each kind: the ``*_demo`` kinds are the twins `make demo` (bbuqc/demo.py)
-#: trains for real, embeddings included (:data:`TRAINED_EMBEDDINGS`); tests keep the fast ``vl``/``text``.
-FAMILY = {"vl": "vl", "text": "text", "vl_demo": "vl", "text_demo": "text"}
-#: Config preset (``model=<preset>``, conf/model/) -> kind.
-PRESET_KINDS = {"tiny": "vl", "tiny_text": "text", "tiny_demo": "vl_demo", "tiny_text_demo": "text_demo"}
-OUTPUT_SCALE = 10.0  # embedding / output-layer rows: std 0.2 instead of 0.02 (see build_tiny_model)
-#: Kinds whose embeddings and output layer are meant to be trained (lora.modules_to_save=[embed_tokens,
-#: lm_head], as the demo experiments do): random embeddings carry no meaning, and a LoRA on frozen random
-#: ones does not learn the verdict (docs/demo.md). Their output layer is untied (PEFT cannot train a tied
-#: pair) and their rows keep transformers' init (std 0.02) instead of OUTPUT_SCALE.
-TRAINED_EMBEDDINGS = frozenset({"vl_demo", "text_demo"})
-#: Tokenizer layout of each kind (see :mod:`bbuqc.models.tokenizer`): VL needs Qwen's ids, text is compact.
-TOKENIZER_LAYOUTS = {"vl": "qwen", "text": "compact"}  # per family (FAMILY)
-#: Written last into a finished folder; its presence means "complete".
-MARKER = "bbuqc_tiny_complete.json"
-SEED = 1234
-#: ms-swift ``model_type`` and ``template`` for each kind (local folders need them explicitly).
-SWIFT_TYPES = {"vl": ("qwen2_vl", "qwen2_vl"), "text": ("qwen2", "qwen"),
-               "vl_demo": ("qwen2_vl", "qwen2_vl"), "text_demo": ("qwen2", "qwen")}
 
 # Sizes (kept in one place so tests and docs can quote them).
 HIDDEN = 64
@@ -78,41 +57,85 @@ VISION_HEADS = 2
 PATCH = 14
 MERGE = 2
 TEMPORAL_PATCH = 2
-#: LLM sizes of each kind: (hidden, intermediate, layers, heads, kv heads, M-RoPE section). The demo
-#: verdict twin is wider (the decision needs the room); the demo VL twin keeps the test sizes, because
-#: its trained embeddings and output layer are 151936 rows each (every checkpoint carries them).
-SIZES = {
-    "vl": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
-    "text": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
-    "vl_demo": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION),
-    "text_demo": (128, 256, 4, 4, 2, [4, 6, 6]),
-}
-# Image processor limits: 56*56 .. 112*112 pixels -> 4..16 visual tokens (after the 2x2 merge).
-MIN_PIXELS = 56 * 56
-MAX_PIXELS = 112 * 112
+#: Visual tokens per image the twins allow (the pixel limits follow from the patch size).
+MIN_IMAGE_TOKENS, MAX_IMAGE_TOKENS = 4, 16
+#: LLM sizes: (hidden, intermediate, layers, heads, kv heads, M-RoPE section).
+TEST_SIZES = (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, MROPE_SECTION)
+OUTPUT_SCALE = 10.0  # embedding / output-layer rows: std 0.2 instead of 0.02 (see build_tiny_model)
+#: Written last into a finished folder; its presence means "complete".
+MARKER = "bbuqc_tiny_complete.json"
+SEED = 1234
 
-# ---- One tiny twin per supported family (model=tiny_qwen2_vl / tiny_qwen2_5_vl / tiny_qwen3_vl /
-# tiny_qwen2_5). ``vl`` *is* the Qwen2-VL twin and ``text`` the Qwen2 one (their weights and folders stay
-# as they are); the kinds below have the same sizes, each with its family's transformers config/model
-# classes, processor class, chat template and ms-swift model_type/template, so those code paths run here.
-FAMILY_KINDS = ("qwen2_5_vl", "qwen3_vl", "qwen2_5_text")
-KINDS = KINDS + FAMILY_KINDS
-MODEL_DIRS.update({"qwen2_5_vl": "tiny-qwen2_5-vl-v1", "qwen3_vl": "tiny-qwen3-vl-v1", "qwen2_5_text": "tiny-qwen2_5-v1"})
-FAMILY.update({"qwen2_5_vl": "vl", "qwen3_vl": "vl", "qwen2_5_text": "text"})
-PRESET_KINDS.update({"tiny_qwen2_vl": "vl", "tiny_qwen2_5_vl": "qwen2_5_vl", "tiny_qwen3_vl": "qwen3_vl",
-                     "tiny_qwen2": "text", "tiny_qwen2_5": "qwen2_5_text"})
-# ms-swift names (swift/model/models/qwen.py, swift/template/templates/qwen.py): Qwen2.5 text is
-# model_type qwen2 (same architecture) with the qwen2_5 template (its own default system prompt).
-SWIFT_TYPES.update({"qwen2_5_vl": ("qwen2_5_vl", "qwen2_5_vl"), "qwen3_vl": ("qwen3_vl", "qwen3_vl"),
-                    "qwen2_5_text": ("qwen2", "qwen2_5")})
-# Qwen3-VL's text model interleaves M-RoPE over head_dim/2 = 16 frequencies (real: [24, 20, 20] of 64).
-SIZES.update({"qwen2_5_vl": SIZES["vl"], "qwen2_5_text": SIZES["text"],
-              "qwen3_vl": (HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, [6, 5, 5])})
-#: VL architecture of a VL kind (which config/model/processor classes build it); default qwen2_vl.
-VL_ARCH = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl"}
-#: Vision patch size of a VL kind: Qwen3-VL's is 16 (32x32 pixels per visual token after the 2x2
-#: merge), Qwen2-VL's and Qwen2.5-VL's 14 (28x28).
-PATCH_SIZES = {"qwen3_vl": 16}
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Everything that makes one tiny twin. conf/model/<preset>.yaml repeats the ms-swift names and the
+    pixel limits for the user to read; tests/models checks them against this spec."""
+
+    #: Cache folder name; bump its version suffix whenever anything that changes the weights changes.
+    folder: str
+    #: ``model=<preset>`` names (conf/model/) that build it.
+    presets: tuple[str, ...]
+    #: ms-swift ``model_type`` (for a VL twin also its transformers architecture: config, model and
+    #: processor classes, :data:`_VL_CLASSES`) and ``template``; local folders need them explicitly.
+    model_type: str
+    template: str
+    multimodal: bool
+    sizes: tuple = TEST_SIZES
+    #: Embeddings and output layer meant to be trained (lora.modules_to_save=[embed_tokens, lm_head], as
+    #: the demo experiments do): random embeddings carry no meaning, and a LoRA on frozen random ones does
+    #: not learn the verdict (docs/demo.md). Untied (PEFT cannot train a tied pair), transformers' init
+    #: (std 0.02) instead of OUTPUT_SCALE.
+    trained_embeddings: bool = False
+    #: Tokenizer layout (:mod:`bbuqc.models.tokenizer`): ``"qwen"`` (Qwen's special-token ids, 151936 rows,
+    #: as ms-swift's Qwen VL templates hard-code) or ``"compact"`` (~1.9K rows; a VL twin then needs
+    #: :mod:`bbuqc.models.swift_template`'s template, which reads the image ids from its tokenizer).
+    tokenizer_layout: str = "compact"
+
+    @property
+    def family(self) -> str:
+        return "vl" if self.multimodal else "text"
+
+    @property
+    def patch(self) -> int:
+        """Vision patch size: the model type's (``resolve.VISION_PATCH``)."""
+        return VISION_PATCH[self.model_type] if self.multimodal else PATCH
+
+
+#: The twins. ``vl``/``text`` are the fast ones the tests use; the ``*_demo`` twins are the ones
+#: `make demo` (bbuqc/demo.py) trains for real, embeddings included; the others are one twin per supported
+#: family (model=tiny_qwen2_5_vl / tiny_qwen3_vl / tiny_qwen2_5) with the test sizes and their family's
+#: transformers classes, chat template and ms-swift names, so those code paths run here.
+SPECS: dict[str, TinySpec] = {
+    "vl": TinySpec("tiny-qwen2-vl-v3", ("tiny", "tiny_qwen2_vl"), "qwen2_vl", "qwen2_vl", True,
+                   tokenizer_layout="qwen"),
+    "text": TinySpec("tiny-qwen2-v3", ("tiny_text",), "qwen2", "qwen", False),
+    # the demo's summary twin: compact vocabulary, so that its training step does not pay for 151936 rows
+    # (~40x cheaper on CPU: the summary model sees 4x more images in the same time, docs/demo.md)
+    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v3", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
+                        trained_embeddings=True),
+    # the demo's verdict twin is wider (the decision needs the room)
+    "text_demo": TinySpec("tiny-demo-qwen2-v2", ("tiny_text_demo",), "qwen2", "qwen", False,
+                          sizes=(128, 256, 4, 4, 2, [4, 6, 6]), trained_embeddings=True),
+    "qwen2_5_vl": TinySpec("tiny-qwen2_5-vl-v1", ("tiny_qwen2_5_vl",), "qwen2_5_vl", "qwen2_5_vl", True,
+                           tokenizer_layout="qwen"),
+    # Qwen3-VL's text model interleaves M-RoPE over head_dim/2 = 16 frequencies (real: [24, 20, 20] of 64)
+    "qwen3_vl": TinySpec("tiny-qwen3-vl-v1", ("tiny_qwen3_vl",), "qwen3_vl", "qwen3_vl", True,
+                         sizes=(HIDDEN, INTERMEDIATE, NUM_LAYERS, NUM_HEADS, NUM_KV_HEADS, [6, 5, 5]),
+                         tokenizer_layout="qwen"),
+    # ms-swift names Qwen2.5 text model_type qwen2 (same architecture) with the qwen2_5 template
+    "qwen2_5_text": TinySpec("tiny-qwen2_5-v1", ("tiny_qwen2_5",), "qwen2", "qwen2_5", False),
+}
+
+# Views of SPECS, by the names the rest of bbuqc reads.
+KINDS = tuple(SPECS)
+MODEL_DIRS = {kind: s.folder for kind, s in SPECS.items()}
+FAMILY = {kind: s.family for kind, s in SPECS.items()}
+#: Config preset (``model=<preset>``, conf/model/) -> kind.
+PRESET_KINDS = {preset: kind for kind, s in SPECS.items() for preset in s.presets}
+TRAINED_EMBEDDINGS = frozenset(kind for kind, s in SPECS.items() if s.trained_embeddings)
+SWIFT_TYPES = {kind: (s.model_type, s.template) for kind, s in SPECS.items()}
+SIZES = {kind: s.sizes for kind, s in SPECS.items()}
 #: VL architecture -> (processor class, video processor class) in transformers.
 _PROCESSOR_CLASSES = {"qwen2_vl": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
                       "qwen2_5_vl": ("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
@@ -121,14 +144,12 @@ _PROCESSOR_CLASSES = {"qwen2_vl": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
 _VL_CLASSES = {"qwen2_vl": ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration"),
                "qwen2_5_vl": ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"),
                "qwen3_vl": ("Qwen3VLConfig", "Qwen3VLForConditionalGeneration")}
-#: Visual tokens per image the twins allow (the pixel limits follow from the patch size).
-MIN_IMAGE_TOKENS, MAX_IMAGE_TOKENS = 4, 16
 
 
 def pixel_limits(kind: str) -> tuple[int, int]:
     """``(min_pixels, max_pixels)`` of a tiny VL kind: 4..16 visual tokens whatever its patch size,
     so every twin gives ms-swift the same token limits (qwen_vl_utils keeps them per process)."""
-    factor = (PATCH_SIZES.get(kind, PATCH) * MERGE) ** 2
+    factor = (SPECS[kind].patch * MERGE) ** 2
     return MIN_IMAGE_TOKENS * factor, MAX_IMAGE_TOKENS * factor
 
 
@@ -174,7 +195,7 @@ def tiny_env(kind: str = "vl") -> dict[str, str]:
     processor's own limits and needs nothing.
     """
     min_pixels, max_pixels = pixel_limits(kind)
-    return image_size_env(min_pixels, max_pixels, PATCH_SIZES.get(kind, PATCH))
+    return image_size_env(min_pixels, max_pixels, SPECS[kind].patch)
 
 
 def image_size_env(min_pixels: int | None, max_pixels: int | None, patch_size: int = PATCH) -> dict[str, str]:
@@ -280,7 +301,7 @@ def _vl_config(vocab_size: int, ids: dict[str, int], kind: str = "vl"):
         spatial_merge_size=MERGE,
         temporal_patch_size=TEMPORAL_PATCH,
     )
-    arch = VL_ARCH.get(kind, "qwen2_vl")
+    arch = SPECS[kind].model_type
     if arch != "qwen2_vl":
         import transformers
 
@@ -288,7 +309,7 @@ def _vl_config(vocab_size: int, ids: dict[str, int], kind: str = "vl"):
         # Qwen2.5-VL / Qwen3-VL vision towers: `hidden_size` is the tower's width, `out_hidden_size`
         # the merger's output (the LLM width); an MLP block instead of mlp_ratio.
         vision = dict(depth=VISION_DEPTH, hidden_size=VISION_EMBED, intermediate_size=2 * VISION_EMBED,
-                      num_heads=VISION_HEADS, in_channels=3, patch_size=PATCH_SIZES.get(kind, PATCH),
+                      num_heads=VISION_HEADS, in_channels=3, patch_size=SPECS[kind].patch,
                       spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL_PATCH,
                       out_hidden_size=text["hidden_size"])
     if arch == "qwen2_5_vl":
@@ -340,10 +361,10 @@ def _save_processor(kind: str, out: Path, backend) -> None:
 
         # the family's own processor and video-processor classes (the image processor is Qwen2-VL's
         # in all three families, as in the real checkpoints' preprocessor_config.json)
-        proc_name, video_name = _PROCESSOR_CLASSES[VL_ARCH.get(kind, "qwen2_vl")]
+        proc_name, video_name = _PROCESSOR_CLASSES[SPECS[kind].model_type]
         min_pixels, max_pixels = pixel_limits(kind)
-        common = dict(patch_size=PATCH_SIZES.get(kind, PATCH), temporal_patch_size=TEMPORAL_PATCH, merge_size=MERGE)
-        if VL_ARCH.get(kind) == "qwen3_vl":  # Qwen3-VL normalises pixels to [-1, 1], not with CLIP's mean/std
+        common = dict(patch_size=SPECS[kind].patch, temporal_patch_size=TEMPORAL_PATCH, merge_size=MERGE)
+        if SPECS[kind].model_type == "qwen3_vl":  # Qwen3-VL normalises pixels to [-1, 1], not with CLIP's mean/std
             common.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
         image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, **common)
         video_processor = getattr(transformers, video_name)(
@@ -389,7 +410,7 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    layout = TOKENIZER_LAYOUTS[FAMILY[kind]]
+    layout = SPECS[kind].tokenizer_layout
     backend = build_backend_tokenizer(layout)
     ids = {content: backend.token_to_id(content) for content in QWEN_SPECIAL_TOKENS}
     vocab_size = model_vocab_size(layout, backend)
@@ -397,8 +418,8 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     if FAMILY[kind] == "vl":
         import transformers
 
-        cls = getattr(transformers, _VL_CLASSES[VL_ARCH.get(kind, "qwen2_vl")][1])
-        assert ids == QWEN_SPECIAL_TOKENS, "the VL model needs Qwen's special-token ids"
+        cls = getattr(transformers, _VL_CLASSES[SPECS[kind].model_type][1])
+        assert layout == "compact" or ids == QWEN_SPECIAL_TOKENS, "ms-swift's VL templates need Qwen's ids"
         config = _vl_config(vocab_size, ids, kind)
     else:
         from transformers import Qwen2ForCausalLM as cls

@@ -76,6 +76,10 @@ def run(cfg: DictConfig) -> dict:
     from swift import ExportArguments
     from swift.pipelines.export.export import SwiftExport
 
+    from bbuqc.models.swift_template import register_templates
+
+    register_templates()  # a compact-vocabulary twin's template
+
     try:
         SwiftExport(ExportArguments(**export_kwargs(cfg, base, model_type, template, partial))).main()
         missing = [name for name in REQUIRED if not (partial / name).is_file()]

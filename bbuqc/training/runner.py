@@ -88,8 +88,11 @@ def prepare(cfg: DictConfig, run_dir: Path):
 
 def train(cfg: DictConfig, inputs, wandb=None) -> dict:
     """One ms-swift pipeline (SwiftRLHF for GRPO, SwiftSft for SFT) with bbuqc's callbacks attached."""
+    from bbuqc.models.swift_template import register_templates
     from bbuqc.training.args import swift_kwargs
     from bbuqc.training.callbacks import bbuqc_callbacks
+
+    register_templates()  # a compact-vocabulary twin's template (models/swift_template.py)
 
     if cfg.algo.name == "grpo":
         from swift import RLHFArguments as Arguments

@@ -78,14 +78,14 @@ def test_ms_swift_knows_every_preset_name():
 
 
 def test_real_vl_presets_state_an_image_budget_of_1024_tokens():
-    from bbuqc.models.resolve import PATCH_SIZES
+    from bbuqc.models.resolve import VISION_PATCH
 
     for name in TWINS:
         p = _preset(name)
         if not p["multimodal"]:
             assert "max_pixels" not in p
             continue
-        per_token = (PATCH_SIZES[p["model_type"]] * 2) ** 2
+        per_token = (VISION_PATCH[p["model_type"]] * 2) ** 2
         assert p["max_pixels"] == 1024 * per_token and p["min_pixels"] == 4 * per_token, name
 
 
@@ -168,6 +168,7 @@ def unconfigured_qwen_vl_utils():
     ("tiny_qwen3_vl", [], 16),
     ("tiny_qwen3_vl", ["model.max_pixels=8192", "model.min_pixels=1024"], 8),  # config wins: 8 tokens of 32*32
     ("tiny_qwen2_5_vl", ["model.max_pixels=6272"], 8),  # 8 tokens of 28*28
+    ("tiny_demo", [], 16),  # compact vocabulary: <|image_pad|> is not at Qwen's id, and bbuqc's template knows it
 ])
 def test_training_and_stage_a_give_an_image_the_same_number_of_tokens(
         preset, extra, max_tokens, twin_dirs, tmp_path, clean_image_env, unconfigured_qwen_vl_utils):
@@ -178,6 +179,7 @@ def test_training_and_stage_a_give_an_image_the_same_number_of_tokens(
     from bbuqc.io.images import rows_with_training_images
     from bbuqc.missions import MISSIONS
     from bbuqc.models.resolve import resolve_model
+    from bbuqc.models.swift_template import register_templates
     from bbuqc.stage_a.backends import HFBackend, pixel_bounds
 
     cfg = _compose("train", [f"model={preset}", *extra])
@@ -188,22 +190,25 @@ def test_training_and_stage_a_give_an_image_the_same_number_of_tokens(
         Image.new("RGB", (w, h), (10 * i, 80, 160)).save(p)
         paths.append(str(p))
     # training: the rows' images as training copies them, encoded by ms-swift's own template
+    register_templates()
     processor = get_processor(model.path, model_type=model.model_type)
     template = get_template(processor, template_type=model.template)
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert (image_pad == IMAGE_PAD) == (preset != "tiny_demo")
     template.set_mode("train")
     rows = [{"messages": [{"role": "user", "content": "<image>描述"}, {"role": "assistant", "content": "通过"}],
              "images": [p]} for p in paths]
     rows = rows_with_training_images(rows, tmp_path / "copies", max_pixels=pixel_bounds().get("max_pixels"))
-    train_counts = [template.encode(r)["input_ids"].count(IMAGE_PAD) for r in rows]
+    train_counts = [template.encode(r)["input_ids"].count(image_pad) for r in rows]
     # Stage-A: the HF processor path of the backend
     backend = HFBackend(model.path)
     mission = MISSIONS["bbu_wind"]
-    stage_a_counts = [int((backend.encode([Path(p)], mission)["input_ids"] == IMAGE_PAD).sum()) for p in paths]
+    stage_a_counts = [int((backend.encode([Path(p)], mission)["input_ids"] == image_pad).sum()) for p in paths]
     # held-out validation: the processor call of bbuqc/training/validation.py
     from bbuqc.stage_a.backends import load_image, size_kwargs
 
     val_counts = [int((backend.processor(text=[backend.prompt(mission)], images=[load_image(p)], return_tensors="pt",
-                                         **size_kwargs(backend.processor))["input_ids"] == IMAGE_PAD).sum())
+                                         **size_kwargs(backend.processor))["input_ids"] == image_pad).sum())
                   for p in paths]
     assert train_counts == stage_a_counts == val_counts
     # the 640x480 photo is capped near the budget (smart_resize rounds down to whole tokens), the
@@ -307,3 +312,18 @@ def test_evaluation_runs_on_each_text_twin(preset, session_cache, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["overall"]["n"] > 0
+
+
+def test_every_tiny_preset_file_states_its_twins_spec():
+    """conf/model/tiny*.yaml repeat what the twin's spec (bbuqc/models/tiny.py SPECS) says, for the user
+    to read: a preset whose ms-swift names, depth or pixel limits drift from the twin would train one
+    model with another's settings."""
+    files = {p.stem: yaml.safe_load(p.read_text()) for p in PRESETS.glob("tiny*.yaml")}
+    assert set(files) == set(tiny.PRESET_KINDS), "every preset of a spec has a file, and every file a spec"
+    for name, p in files.items():
+        spec = tiny.SPECS[tiny.PRESET_KINDS[name]]
+        assert p["preset"] == name and p["path"] is None, name
+        assert (p["model_type"], p["template"], p["multimodal"]) == (spec.model_type, spec.template, spec.multimodal), name
+        assert p["num_llm_layers"] == spec.sizes[2], name
+        if "max_pixels" in p:
+            assert (p["min_pixels"], p["max_pixels"]) == tiny.pixel_limits(tiny.PRESET_KINDS[name]), name

@@ -166,7 +166,7 @@ def test_special_token_ids_per_layout(vl_dir, text_dir, text_tok):
     # compact: no fillers, specials right after the BPE, nothing else; vocab_size = len rounded up to 64
     assert len(text_tok) == n + len(QWEN_SPECIAL_TOKENS) == max(text_tok.get_vocab().values()) + 1
     assert not any(t.startswith("<fill_") for t in text_tok.get_vocab())
-    assert tiny.TOKENIZER_LAYOUTS == {"vl": "qwen", "text": "compact"}
+    assert tiny.SPECS["vl"].tokenizer_layout == "qwen" and tiny.SPECS["text"].tokenizer_layout == "compact"
     vocab_size = json.loads((text_dir / "config.json").read_text())["vocab_size"]
     assert vocab_size % VOCAB_MULTIPLE == 0 and len(text_tok) <= vocab_size < len(text_tok) + VOCAB_MULTIPLE
     # the same text encodes to the same BPE ids in both layouts; only the special ids differ
@@ -492,7 +492,7 @@ def test_read_num_llm_layers_layouts(tmp_path):
 # bytes, or a figure in the docs no longer belongs to the model `make demo` trains. A deliberate change to a
 # twin bumps its folder version (MODEL_DIRS) and this pin, and the demo is measured again.
 DEMO_TWIN_SHA256 = {
-    "vl_demo": "3f1a096b5850e407bd630efd594dc2f56a23f99c6c2e53d4ba3e2d5424156cf0",
+    "vl_demo": "ecc75bd3c88c1f78610715ee0be0c61ef993fe4549154a5bdc4ef0baf9be8d97",
     "text_demo": "f068149e50be1f6d37449757b437f49c96f3dd9ee74fee65871ab49d9d0ec715",
 }
 
