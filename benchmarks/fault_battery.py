@@ -513,6 +513,18 @@ def _(d, w):
                  may_write=("clash.py",))
 
 
+@case("train.swift-row-missing-column", "an ms-swift row without a column a chosen reward reads")
+def _(d, w):
+    rows = d / "train.jsonl"
+    row = {"messages": [{"role": "user", "content": "图片_1: 挡风板安装到位"}], "group_label": "通过",
+           "summaries": '{"图片_1": "挡风板安装到位"}'}
+    rows.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in (row, {**row, "group_label": None})),
+                    encoding="utf-8")
+    return Probe(["task=verdict", "reward=verdict", "data.source=files", f"data.swift_jsonl=[{rows}]"],
+                 [f"{rows}:2: group_label: missing column, which reward verdict.label reads"],
+                 may_write=("train.jsonl",))
+
+
 @case("evaluate.synthetic-shift-unknown", "a shifted world with an unknown shift name")
 def _(d, w):
     return Probe(["data.synthetic_shift=[nope]"], ["data.synthetic_shift=[nope]", "unknown shift 'nope'"])

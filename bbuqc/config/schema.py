@@ -469,6 +469,9 @@ class DataConfig:
     root: str | None = None  # Stage-A image tree
     summary_jsonl: str | None = None  # summary-task rows
     stage_a_jsonl: list[str] = field(default_factory=list)  # verdict-task sources
+    # your ms-swift dataset, either task: messages + images + the columns the rewards read (docs/data.md,
+    # "Your ms-swift data"); instead of summary_jsonl / stage_a_jsonl
+    swift_jsonl: list[str] = field(default_factory=list)
     max_rows: int | None = None  # use at most this many rows (groups for verdicts); null: all
     # held-out validation set: explicit files (never trained on; must share no group id with the training
     # data), else this fraction of the groups, picked deterministically by group id
@@ -482,7 +485,7 @@ def check_data(d: DictConfig) -> list[str]:
     for key in ("root", "summary_jsonl"):
         if d[key] and not Path(d[key]).exists():
             out.append(f"data.{key}={d[key]}: no such file or folder")
-    for key in ("stage_a_jsonl", "val_stage_a_jsonl"):
+    for key in ("stage_a_jsonl", "val_stage_a_jsonl", "swift_jsonl"):
         out += [f"data.{key}[{i}]={v}: no such file" for i, v in enumerate(d[key]) if not Path(v).is_file()]
     if d.val_summary_jsonl and not Path(d.val_summary_jsonl).is_file():
         out.append(f"data.val_summary_jsonl={d.val_summary_jsonl}: no such file")

@@ -135,11 +135,17 @@ def vision_lora(cfg: DictConfig) -> list[str]:
 
 def algo_data(cfg: DictConfig) -> list[str]:
     out, d, task = [], cfg.data, cfg.task.name
-    if d.source == S.DataSource.files:
+    if d.get("swift_jsonl"):
+        from bbuqc.data.swift_rows import config_problems  # your ms-swift rows, read and checked now
+
+        out += config_problems(cfg)
+    elif d.source == S.DataSource.files:
         if task == S.Task.summary and not d.summary_jsonl:
-            out.append("data.summary_jsonl: required for task=summary with data.source=files")
+            out.append("data.summary_jsonl: required for task=summary with data.source=files "
+                       "(or data.swift_jsonl: your ms-swift rows)")
         if task == S.Task.verdict and not d.stage_a_jsonl:
-            out.append("data.stage_a_jsonl: required for task=verdict with data.source=files")
+            out.append("data.stage_a_jsonl: required for task=verdict with data.source=files "
+                       "(or data.swift_jsonl: your ms-swift rows)")
     if cfg.algo.name == S.Algo.sft and cfg.chord.enabled:
         out.append("chord=on: CHORD mixes SFT into GRPO; it needs algo=grpo (algo=sft is SFT already)")
     if task == S.Task.summary and not cfg.model.multimodal:

@@ -98,8 +98,18 @@ def verdict_row(
 
 
 def sft_messages(row: dict) -> list[dict]:
-    """A row's messages with the reference answer as the assistant turn (CHORD SFT data)."""
-    return [dict(msg) for msg in row["messages"]] + [{"role": "assistant", "content": row["solution"]}]
+    """A row's messages with the reference answer as the assistant turn (SFT and CHORD data): an ms-swift row
+    that ends with one keeps it, a bbuqc row gets its ``solution``."""
+    messages = [dict(msg) for msg in row["messages"]]
+    if messages and messages[-1].get("role") == "assistant":
+        return messages
+    return messages + [{"role": "assistant", "content": row["solution"]}]
+
+
+def prompt_messages(row: dict) -> list[dict]:
+    """A row's messages without a last assistant turn (an ms-swift row's answer): the prompt a model answers."""
+    messages = [dict(msg) for msg in row["messages"]]
+    return messages[:-1] if messages and messages[-1].get("role") == "assistant" else messages
 
 
 def _check_summary_row(row: object, where: str, base: Path | None) -> dict:
@@ -114,6 +124,12 @@ def _check_summary_row(row: object, where: str, base: Path | None) -> dict:
     meta = row["metadata"]
     if not isinstance(meta, dict) or not {"domain", "irrelevant", "summary_ref"} <= set(meta):
         raise RowFormatError(f"{where}: metadata: expected an object with domain, irrelevant, summary_ref")
+    return {**row, "images": resolve_images(images, where, base)}
+
+
+def resolve_images(images: list[str], where: str, base: Path | None) -> list[str]:
+    """A row's image paths made absolute (relative ones against ``base``, the rows file's folder), each
+    checked to exist and read; RowFileNotFoundError / RowFormatError naming ``where`` otherwise."""
     resolved = []
     for p in images:
         path = Path(p)
@@ -127,7 +143,29 @@ def _check_summary_row(row: object, where: str, base: Path | None) -> dict:
         if problem is not None:
             raise RowFormatError(f"{where}: image {path}: cannot be read ({problem})")
         resolved.append(str(path.resolve()))
-    return {**row, "images": resolved}
+    return resolved
+
+
+def json_lines(path: Path) -> list[tuple[int, object]]:
+    """(line number, value) of every non-blank line of a JSONL file; a line that is not JSON raises
+    RowFormatError naming ``<path>:<line>``."""
+    out = []
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise RowFormatError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                                     f"{exc.start + 1}); rows files are UTF-8 JSONL") from None
+            if not line.strip():
+                continue
+            try:
+                out.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise RowFormatError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
+            except RecursionError:
+                raise RowFormatError(f"{path}:{lineno}: invalid JSON: nested too deeply") from None
+    return out
 
 
 def load_summary_rows(
@@ -140,15 +178,7 @@ def load_summary_rows(
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"summary rows file not found: {path}")
-        with path.open("r", encoding="utf-8") as handle:
-            numbered = []
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    numbered.append((f"{path}:{lineno}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise RowFormatError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
+        numbered = [(f"{path}:{lineno}", row) for lineno, row in json_lines(path)]
         base = path.parent
     else:
         numbered = [(f"row {i}", row) for i, row in enumerate(source)]

@@ -27,6 +27,7 @@ error is raised instead, so tests can fail on it.
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import math
 from collections import Counter
@@ -120,6 +121,9 @@ class RewardSpec:
     values: dict[str, Any] = field(default_factory=dict, hash=False)  # the values in effect (defaults filled)
     # the declared range as given to @reward: numbers, or functions of the parameter values
     bounds: tuple[Bound, Bound] | None = field(default=None, compare=False, hash=False, repr=False)
+    # the dataset columns the reward reads (``group_label``; ``metadata.domain``: a key of an object column), so a
+    # row without one is refused before training (bbuqc.data.swift_rows) instead of scoring as if it were empty
+    reads: tuple[str, ...] = ()
 
     @property
     def namespace(self) -> str:
@@ -162,7 +166,8 @@ class RewardSpec:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise RewardParamError([f"reward.params.{self.id}: the values {effective} give the range [{lo}, {hi}]"])
         return RewardSpec(
-            self.id, lo, hi, self.doc, dict(self.params), effective, (lo, hi) if self.bounds is None else self.bounds
+            self.id, lo, hi, self.doc, dict(self.params), effective, (lo, hi) if self.bounds is None else self.bounds,
+            self.reads,
         )
 
 
@@ -311,6 +316,7 @@ def reward(
     *,
     prepare: Callable[[object, dict], list],
     params: Mapping[str, Param] | None = None,
+    reads: tuple[str, ...] = (),
 ):
     """Register the decorated scorer as reward ``rid`` with range ``[lo, hi]``.
 
@@ -321,13 +327,16 @@ def reward(
     ``params`` declares the reward's parameters (name -> ``Param``); the scorer is then
     called as ``score(row, **values)``, and ``lo`` / ``hi`` may be functions of the
     values (``lambda p: -max(p["false_pass"], p["false_fail"])``).
+
+    ``reads`` names the dataset columns the reward reads (``"metadata.domain"``: a key inside an object
+    column); a training row without one is refused before any model loads.
     """
 
     def register(score: Callable[..., float]) -> Callable[..., float]:
         if rid in REGISTRY:
             raise ValueError(f"reward id {rid!r} is registered twice")
         doc = " ".join((score.__doc__ or "").strip().split("\n\n")[0].split())
-        declared = RewardSpec(rid, math.nan, math.nan, doc, dict(params or {}), {}, (lo, hi))
+        declared = RewardSpec(rid, math.nan, math.nan, doc, dict(params or {}), {}, (lo, hi), tuple(reads))
         REGISTRY[rid] = RewardFunction(declared.with_values(), prepare, score)
         return score
 
@@ -345,19 +354,41 @@ def columns_rows(completions: object, columns: dict) -> list[dict]:
     return [{"completion": text, **{key: values[i] for key, values in cols.items()}} for i, text in enumerate(texts)]
 
 
-def row_reward(rid: str, lo: Bound, hi: Bound, *, params: Mapping[str, Param] | None = None):
+def signature_reads(fn: Callable[..., Any], exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The columns a row reward reads, from its signature: the named parameters without a default (TRL's
+    convention: the dataset's columns arrive as keyword arguments), less ``completion`` and ``exclude``."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(
+        name for name, p in inspect.signature(fn).parameters.items()
+        if p.kind in kinds and p.default is inspect.Parameter.empty and name != "completion" and name not in exclude
+    )
+
+
+def row_reward(
+    rid: str,
+    lo: Bound,
+    hi: Bound,
+    *,
+    params: Mapping[str, Param] | None = None,
+    reads: tuple[str, ...] | None = None,
+):
     """Register ``fn(completion, **row)`` as reward ``rid`` (``<namespace>.<name>``, range ``[lo, hi]``): it is
     called once per completion with the completion's text and the row's columns, and the reward's parameter
     values, as keyword arguments (take the ones you read, and ``**_`` for the rest). For reward plug-ins
     (``reward.plugins``); the built-ins use :func:`reward` with a prepare of their own. An error or a value out
-    of range scores the row 0.0 and is counted (``rewards/<id>/errors``), as for every reward."""
+    of range scores the row 0.0 and is counted (``rewards/<id>/errors``), as for every reward.
+
+    ``reads`` (the columns it reads, which every training row must carry) defaults to ``fn``'s named parameters
+    without a default, less ``completion`` and the declared parameters: ``def exact(completion, label, **_)``
+    reads ``label``."""
 
     def register(fn: Callable[..., float]) -> Callable[..., float]:
         @wraps(fn)
         def score(row: dict, **values: Any) -> float:
             return fn(**row, **values)
 
-        reward(rid, lo, hi, prepare=columns_rows, params=params)(score)
+        columns = signature_reads(fn, tuple(params or ())) if reads is None else tuple(reads)
+        reward(rid, lo, hi, prepare=columns_rows, params=params, reads=columns)(score)
         return fn
 
     return register

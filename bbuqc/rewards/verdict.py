@@ -172,7 +172,7 @@ def format_score(row: tuple) -> float:
     return 1.0 if row[0].format_ok else 0.0
 
 
-@verdict_reward("verdict.label", 0.0, 1.0)
+@verdict_reward("verdict.label", 0.0, 1.0, reads=("group_label",))
 def label_score(row: tuple) -> float:
     """Line 1 equals the group's label (通过/不通过)."""
     ctx, label, _ = row
@@ -181,7 +181,7 @@ def label_score(row: tuple) -> float:
     return 1.0 if ctx.first_line == label else 0.0
 
 
-@verdict_reward("verdict.consistency", -1.0, 1.0)
+@verdict_reward("verdict.consistency", -1.0, 1.0, reads=("summaries",))
 def consistency_score(row: tuple) -> float:
     """The reason cites existing images and findings that agree with the verdict; -1 when unformatted."""
     ctx, _, n_images = row
@@ -204,7 +204,7 @@ def worst_cost(p) -> float:
     return -max(p["false_pass"], p["false_fail"])
 
 
-@verdict_reward("verdict.cost", worst_cost, 1.0, params=COST_PARAMS)
+@verdict_reward("verdict.cost", worst_cost, 1.0, params=COST_PARAMS, reads=("group_label",))
 def cost_score(row: tuple, *, false_pass: float, false_fail: float) -> float:
     """1 for the human's verdict, -false_pass for a false pass, -false_fail for a false fail, -max(both) if invalid."""
     ctx, label, _ = row

@@ -10,6 +10,7 @@ on every machine and for every run over the same groups, whatever their order.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +32,14 @@ class TrainingData:
 
 
 def group_of(row: dict) -> str:
-    """The group a row belongs to: verdict rows carry it; a summary row's image sits in its group folder."""
+    """The group a row belongs to: verdict rows carry it; a summary row's image sits in its group folder. An
+    ms-swift row (data.swift_jsonl: no bbuqc ``mission``) without a ``group_id`` column is a group of its own:
+    its images may all share one folder."""
     if row.get("group_id"):
-        return f"{row.get('mission', '')}/{row['group_id']}"
+        return f"{row.get('mission') or ''}/{row['group_id']}"
+    if not row.get("mission"):
+        own = row["images"][0] if row.get("images") else json.dumps(row["messages"], ensure_ascii=False)
+        return f"row/{hashlib.sha1(own.encode()).hexdigest()}"
     return f"{row.get('mission', '')}/{Path(row['images'][0]).parent.name}"
 
 
@@ -53,6 +59,11 @@ def _rows(cfg: DictConfig, *, validation: bool):
     from bbuqc.data.rows import summary_dataset, verdict_dataset
 
     d = cfg.data
+    if d.swift_jsonl and not validation:  # your ms-swift rows, either task (validation: val_fraction or bbuqc rows)
+        from bbuqc.data.swift_rows import needs_answer, run_readers, swift_dataset
+
+        return swift_dataset(d.swift_jsonl, d.max_rows, run_readers(cfg), multimodal=cfg.model.multimodal,
+                             answer_for=needs_answer(cfg))
     if cfg.task.name == "summary":
         source = d.val_summary_jsonl if validation else summary_rows_source(cfg)
         return summary_dataset(source, max_rows=None if validation else d.max_rows)
@@ -91,8 +102,10 @@ def source_datasets(cfg: DictConfig):
 
 def check_references(ds, cfg: DictConfig) -> None:
     """SFT learns the rows' reference outputs: every row needs one."""
-    for i, solution in enumerate(ds["solution"] if "solution" in ds.column_names else [None] * len(ds)):
-        if not isinstance(solution, str) or not solution.strip():
+    from bbuqc.data.swift_rows import answer
+
+    for i, row in enumerate(ds):
+        if answer(row) is None:
             raise TrainingDataError(
                 f"algo=sft: training row {i} (task={cfg.task.name}) has no reference output ('solution'); "
                 "SFT needs one per row"
@@ -100,7 +113,7 @@ def check_references(ds, cfg: DictConfig) -> None:
 
 
 def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
-    from bbuqc.data.rows import sft_messages
+    from bbuqc.data.rows import prompt_messages, sft_messages
     from bbuqc.io.images import DEFAULT_MAX_PIXELS, rows_with_training_images
     from bbuqc.stage_a.backends import pixel_bounds
 
@@ -116,6 +129,7 @@ def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
     val_path = None
     if val is not None:
         val_path = out_dir / "validation.jsonl"
+        val = val.map(lambda row: {"messages": prompt_messages(row)})  # validation answers the prompt alone
         val.to_json(str(val_path), force_ascii=False, lines=True)
     if sft or cfg.chord.enabled:
         # the same rows answered with their reference outputs (SFT's targets, CHORD's expert data)

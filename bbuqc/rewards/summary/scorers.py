@@ -22,8 +22,11 @@ def _rows(completions: object, columns: dict) -> list[SummaryContext]:
     return batch_contexts(completions, columns.get("metadata"))
 
 
+# What every summary reward reads: its context is built from these three keys of the row's ``metadata``.
+SUMMARY_READS = ("metadata.domain", "metadata.irrelevant", "metadata.summary_ref")
+
 # The table of summary rewards: each scorer below, registered in this order.
-summary_reward = partial(reward, prepare=_rows)
+summary_reward = partial(reward, prepare=_rows, reads=SUMMARY_READS)
 
 
 @summary_reward("summary.format", 0.0, 1.0)
