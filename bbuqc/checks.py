@@ -19,14 +19,27 @@ from bbuqc.config.validate import Check, ConfigError, node
 from bbuqc.models import checks as M
 from bbuqc.training import checks as T
 
+
+def missions(cfg: DictConfig) -> list[str]:
+    """The missions of your own config folder (its mission/*.yaml on Hydra's search path) read beside the
+    built-in ones, and the chosen one known (bbuqc/missions/catalogue.py). Called from here: the taxonomy a
+    mission is held to is the prompts', and the prompts import the missions."""
+    from bbuqc.missions.catalogue import config_problems
+    from bbuqc.prompts.summary import TAXONOMY
+
+    return config_problems(cfg, TAXONOMY)
+
+
 COMMAND_CHECKS: dict[str, tuple[Check, ...]] = {
-    "train": (node(S.check_reward), V.rewards_fit_task, node(S.check_train), T.resume_checkpoint, V.batch_sizes,
+    "train": (missions,
+              node(S.check_reward), V.rewards_fit_task, node(S.check_train), T.resume_checkpoint, V.batch_sizes,
               node(S.check_chord), node(S.check_lora), M.lora_depth, V.vision_lora, M.adapter_lora,
               node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
               V.algo_data, T.validation_data, V.grpo_only, T.extra_arguments, V.verdict_line_weight),
-    "infer": (node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
+    "infer": (missions,
+              node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
               node(S.check_infer), V.infer_inputs, M.vllm_adapter),
-    "evaluate": (node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data),
+    "evaluate": (missions, node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data),
                  node(S.check_compute), node(S.check_evaluate), V.evaluate_inputs,
                  node(S.check_reward)),  # evaluation scores with the reward parameters
     "export": (node(S.check_model), M.model_files, M.export_base, node(S.check_export)),

@@ -8,6 +8,7 @@ errors never pay for torch, transformers or ms-swift.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -91,16 +92,19 @@ def compose_error_lines(err: BaseException) -> list[str] | None:
     takes); None for any other composition error (Hydra's own message says it best)."""
     from omegaconf.errors import ValidationError
 
-    cause = err if isinstance(err, ValidationError) else err.__cause__
+    # a value of a group's file (a mission file's domain) is raised while Hydra handles it: the context
+    cause = err if isinstance(err, ValidationError) else (err.__cause__ or err.__context__)
     if not isinstance(cause, ValidationError) or not getattr(cause, "full_key", None):
         return None
     from bbuqc.config.schema import choice_names
 
     key, value = cause.full_key, getattr(cause, "value", None)
+    found = re.match(r"In '([^']+)':", str(err))  # Hydra names the group file it was composing
+    where = f" (in {found.group(1)}.yaml)" if found else ""
     allowed = choice_names(key)
     if allowed is not None:
-        return [f"{key}={value!r}: expected one of {', '.join(allowed)}"]
-    return [f"{key}: {str(cause.msg).splitlines()[0]}"]
+        return [f"{key}={value!r}: expected one of {', '.join(allowed)}{where}"]
+    return [f"{key}: {str(cause.msg).splitlines()[0]}{where}"]
 
 
 def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]]) -> Callable[[], None]:

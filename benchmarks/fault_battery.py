@@ -412,6 +412,49 @@ def _(d, w):
     return Probe(["model=tiny_text"], ["model=tiny_text"])
 
 
+# --- missions of your own (docs/data.md, "Your own missions") ------------------------------------
+
+
+def own_mission(d: Path, stem: str = "bbu_label", **changes) -> Path:
+    """``d/conf/mission/<stem>.yaml``: a mission of one's own (a field changed by ``changes``, None drops
+    it); returns ``d/conf``, the folder to put on the search path."""
+    import yaml
+
+    fields = {"id": stem, "name": "BBU标签检查", "domain": "BBU", "categories": ["BBU设备", "标签"],
+              "focus": ["必须检测到BBU设备", "BBU设备必须有可读的标签"], "decision": "标签缺失或不可读即不通过"}
+    fields = {k: v for k, v in {**fields, **changes}.items() if v is not None}
+    (d / "conf" / "mission").mkdir(parents=True, exist_ok=True)
+    (d / "conf" / "mission" / f"{stem}.yaml").write_text(yaml.safe_dump(fields, allow_unicode=True), encoding="utf-8")
+    return d / "conf"
+
+
+@case("infer.mission-missing-field", "a mission file of your own without `decision`")
+def _(d, w):
+    conf = own_mission(d, decision=None)
+    return Probe([f"hydra.searchpath=[file://{conf}]"], [f"{conf}/mission/bbu_label.yaml", "missing field 'decision'"])
+
+
+@case("infer.mission-unknown-domain", "the chosen mission's file with an unknown domain")
+def _(d, w):
+    conf = own_mission(d, domain="ODF")
+    return Probe([f"hydra.searchpath=[file://{conf}]", "mission=bbu_label"],
+                 ["mission.domain='ODF': expected one of BBU, RRU", "mission/bbu_label.yaml"])
+
+
+@case("infer.mission-duplicate-id", "a mission file of your own with a built-in one's id")
+def _(d, w):
+    conf = own_mission(d, stem="bbu_wind", name="我的挡风板检查")
+    return Probe([f"hydra.searchpath=[file://{conf}]"], ["mission 'bbu_wind' is defined twice",
+                                                          f"{conf}/mission/bbu_wind.yaml"])
+
+
+@case("infer.mission-no-rules", "a mission of your own on the synthetic world")
+def _(d, w):
+    conf = own_mission(d)
+    return Probe([f"hydra.searchpath=[file://{conf}]", "mission=bbu_label"],
+                 ["mission=bbu_label", "no pass/fail rules for the synthetic world"])
+
+
 # --- model folders -------------------------------------------------------------------------------
 
 

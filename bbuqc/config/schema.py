@@ -105,10 +105,14 @@ def _at_least(node: DictConfig, prefix: str, keys: tuple[str, ...], low: int = 1
 
 @dataclass
 class MissionConfig:
-    id: str = MISSING  # mission id (mission=<id>), e.g. bbu_wind
+    # the chosen file of the `mission` group (conf/mission/<id>.yaml, or your own folder's: docs/data.md,
+    # "Missions"); bbuqc.missions reads the same files and checks every field
+    id: str = MISSING  # mission id (mission=<id>, the file's name), e.g. bbu_wind
     name: str = MISSING  # the Chinese mission name, as in the image tree and Stage-A records
-    domain: Domain = MISSING  # BBU | RRU: the summary header's domain
-    focus: list[str] = field(default_factory=list)  # the reviewer's focus points, quoted in the prompts
+    domain: Domain = MISSING  # BBU | RRU: the summary header's domain and taxonomy
+    categories: list[str] = MISSING  # Stage-A prompt: the taxonomy categories to look for first
+    focus: list[str] = MISSING  # the reviewer's focus points (检查要点), quoted in both prompts
+    decision: str = MISSING  # Stage-B prompt: the decision rule (判定规则)
 
 
 @dataclass

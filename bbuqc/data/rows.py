@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bbuqc.errors import InputError
 from bbuqc.io.images import image_problem
-from bbuqc.missions import MISSIONS_BY_NAME, Mission
+from bbuqc.missions import Mission, all_missions, mission_named
 from bbuqc.prompts.summary import IRRELEVANT, reference_output, resolve_mission, summary_messages
 from bbuqc.prompts.verdict import verdict_messages, verdict_solution
 
@@ -76,16 +76,16 @@ def verdict_row(
     to a reason listing the focus points. ``source``/``lineno`` name the record's
     place in errors.
     """
-    m = MISSIONS_BY_NAME.get(rec.mission)
+    m = mission_named(rec.mission)  # the built-in missions and the command's own (hydra.searchpath)
     if m is None:
         where = f"{source}:{lineno}: " if source is not None else ""
-        raise StageAFormatError(
-            f"{where}mission: unknown mission name {rec.mission!r}; known: {', '.join(MISSIONS_BY_NAME)}"
-        )
+        known = ", ".join(m.name for m in all_missions().values())
+        raise StageAFormatError(f"{where}mission: unknown mission name {rec.mission!r}; known: {known}")
     if reason is None:
-        from bbuqc.missions.rules import judge_group  # imported on use: it reads summaries (facts)
+        from bbuqc.missions.rules import RULES, judge_group  # imported on use: it reads summaries (facts)
 
-        label, rule_reason = judge_group(m, rec.per_image)
+        # a mission of your own has no rules: its reason lists the focus points
+        label, rule_reason = judge_group(m, rec.per_image) if m.id in RULES else (None, "")
         reason = rule_reason if label == rec.label else _fallback_reason(m, rec)
     return {
         "messages": verdict_messages(m, rec.per_image),

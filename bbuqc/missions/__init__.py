@@ -1,11 +1,12 @@
-"""Missions: the catalogue (ids, names, domains, focus points) and their pass/fail rules.
+"""Missions: the catalogue (the ``mission`` group's YAML files: ids, names, domains, prompt parts) and their
+pass/fail rules.
 
-``from bbuqc.missions import MISSIONS, Mission`` is the catalogue (``catalogue.py``),
-light enough for the config path. The rules that apply a mission's focus points to a
-group's Stage-A summaries are in ``bbuqc.missions.rules`` (``judge_group``), imported
-on use: they read summaries, so they pull in the summary fact extraction.
+``from bbuqc.missions import get_mission, all_missions, Mission`` is the catalogue (``catalogue.py``), light
+enough for the config path; ``MISSIONS`` is its built-in part only. The rules that apply a mission's focus
+points to a group's Stage-A summaries are in ``bbuqc.missions.rules`` (``judge_group``), imported on use:
+they read summaries, so they pull in the summary fact extraction.
 """
 
-from .catalogue import MISSIONS, MISSIONS_BY_NAME, Mission, get_mission, resolve_mission
+from .catalogue import MISSIONS, Mission, MissionError, all_missions, get_mission, mission_named, resolve_mission
 
-__all__ = ["MISSIONS", "MISSIONS_BY_NAME", "Mission", "get_mission", "resolve_mission"]
+__all__ = ["MISSIONS", "Mission", "MissionError", "all_missions", "get_mission", "mission_named", "resolve_mission"]

@@ -3,8 +3,9 @@
 ``judge_group`` is what a group's label *should* be given its Stage-A summaries.
 The synthetic world labels its groups with it, and verdict rows built from real
 Stage-A files use it to write a reason that agrees with the human label
-(``bbuqc.data.rows``). One ``Check`` per focus point of the catalogue
-(``catalogue.py``); docs/data.md, "Label rules", states them in words.
+(``bbuqc.data.rows``). One ``Check`` per focus point of each built-in mission (conf/mission/, read by
+``catalogue.py``), keyed by its id; a mission of a user's own has none (docs/data.md, "Missions"), so it
+cannot use the synthetic world. docs/data.md, "Label rules", states them in words.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ RULES: dict[str, tuple[Check, ...]] = {
     "rru_cable": (Check("尾纤", (("套管保护", "无套管", "无套管保护"),), "且均有套管保护"),),
 }
 PER_POINT = {"rru_install", "rru_position"}  # "每个安装点都必须…": checked per install point
-assert set(RULES) == set(MISSIONS)
+assert set(RULES) == set(MISSIONS)  # the built-in missions; catalogue.config_problems relies on it
 
 
 @dataclass

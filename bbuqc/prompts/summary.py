@@ -12,7 +12,7 @@ JSON line; an irrelevant image gets the single line ``无关图片``.
 
 from __future__ import annotations
 
-from bbuqc.missions import MISSIONS, Mission, resolve_mission
+from bbuqc.missions import Mission, resolve_mission
 
 # The output contract is defined once, in bbuqc.protocol, for prompts and rewards alike.
 from bbuqc.protocol import IRRELEVANT
@@ -61,20 +61,6 @@ ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
     "可读性": ("不可读",),
 }
 _FREE_VALUES = {"站点距离": "米数，如26"}
-
-# The categories each mission's focus points are about (the prompt asks the model to
-# look for these first; the synthetic world builds its scenes around them).
-MISSION_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "bbu_install": ("BBU设备", "BBU安装螺丝"),
-    "bbu_ground": ("机柜处接地螺丝", "地排处接地螺丝", "电线"),
-    "bbu_cable": ("BBU端光纤插头", "ODF端光纤插头", "光纤"),
-    "bbu_wind": ("BBU设备", "挡风板"),
-    "rru_install": ("RRU设备", "紧固件"),
-    "rru_position": ("紧固件", "接地线", "标签"),
-    "rru_cable": ("尾纤",),
-}
-assert set(MISSION_CATEGORIES) == set(MISSIONS)
-
 
 def _attribute_text(attr: str) -> str:
     if attr in _FREE_VALUES:
@@ -129,7 +115,7 @@ def summary_system_prompt(mission: Mission | str) -> str:
             lines.append(f"- {category}：" + "，".join(_attribute_text(a) for a in attrs))
     lines += [
         "",
-        "【本任务重点关注】" + "、".join(MISSION_CATEGORIES[m.id]),
+        "【本任务重点关注】" + "、".join(m.categories),  # the mission file's `categories`
         "检查要点：" + "；".join(m.focus),
         "",
         "【示例】",

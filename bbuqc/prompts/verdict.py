@@ -43,7 +43,7 @@ def verdict_user_prompt(mission: Mission | str, per_image: dict[str, str] | str)
     lines = [f"任务：{m.name}", "检查要点："]
     lines += [f"{i}. {point}" for i, point in enumerate(m.focus, 1)]
     lines += [
-        "判定规则：缺少关键要素即不通过；所有检查要点都满足才通过；无关图片不能作为证据。",
+        f"判定规则：{m.decision}",  # the mission file's `decision`
         "输出格式（严格两行）：",
         f"第一行：{PASS} 或 {FAIL}",
         "第二行：理由: <引用图片编号的简要理由>",

@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bbuqc.missions import MISSIONS, MISSIONS_BY_NAME
+from bbuqc.missions import all_missions, mission_named
 from bbuqc.protocol import FAIL, PASS, parse_verdict
 
 INVALID = "invalid"
@@ -272,7 +272,7 @@ def mission_key(record: dict) -> str:
     mid = record.get("mission_id")
     if mid:
         return mid
-    m = MISSIONS_BY_NAME.get(record.get("mission", ""))
+    m = mission_named(record.get("mission", ""))
     return m.id if m else str(record.get("mission"))
 
 
@@ -285,7 +285,7 @@ def compute_metrics(records: Sequence[dict]) -> dict:
     by_mission: dict[str, list[tuple[dict, str | None]]] = {}
     for pair in judged:
         by_mission.setdefault(mission_key(pair[0]), []).append(pair)
-    order = {mid: i for i, mid in enumerate(MISSIONS)}
+    order = {mid: i for i, mid in enumerate(all_missions())}
     per_mission = {}
     for mid in sorted(by_mission, key=lambda k: (order.get(k, len(order)), k)):
         group = by_mission[mid]

@@ -125,13 +125,14 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def settings_of(cfg: DictConfig) -> dict:
     """What a resumed evaluation must share with the run that started its predictions (bbuqc/models/identity.py).
-    The prompts are every mission's, not only the inputs': a resumed run may read more groups (data.max_rows)."""
-    from bbuqc.missions import MISSIONS
+    The prompts are every mission's, not only the inputs': a resumed run may read more groups (data.max_rows);
+    the command's own missions (hydra.searchpath) included."""
+    from bbuqc.missions import all_missions
     from bbuqc.models.identity import output_identity
     from bbuqc.prompts.verdict import verdict_system_prompt, verdict_user_prompt
 
     ev = cfg.evaluate
-    missions = sorted(MISSIONS)
+    missions = sorted(all_missions())
     return output_identity(
         cfg, inputs={},
         # the reward parameters too: each record stores its answers' reward values

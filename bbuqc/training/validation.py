@@ -132,10 +132,10 @@ class Generator:
     def _batch(self, rows: list[dict]) -> list[str]:
         if self.task == "summary":
             # the Stage-A prompt and image loading: validation measures what bbuqc-infer will produce
-            from bbuqc.missions import MISSIONS
+            from bbuqc.missions import get_mission
             from bbuqc.stage_a.backends import load_image, render_prompt, size_kwargs
 
-            texts = [render_prompt(self.processor, MISSIONS[r["mission"]]) for r in rows]
+            texts = [render_prompt(self.processor, get_mission(r["mission"])) for r in rows]
             images = [load_image(r["images"][0]) for r in rows]
             enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True,
                                  **size_kwargs(self.processor))  # the image size training and Stage-A use
