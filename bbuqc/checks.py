@@ -35,7 +35,7 @@ COMMAND_CHECKS: dict[str, tuple[Check, ...]] = {
               node(S.check_reward), V.rewards_fit_task, node(S.check_train), T.resume_checkpoint, V.batch_sizes,
               node(S.check_chord), node(S.check_lora), M.lora_depth, V.vision_lora, M.adapter_lora,
               node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
-              V.algo_data, T.validation_data, V.grpo_only, T.extra_arguments, V.verdict_line_weight),
+              V.algo_data, T.swift_rows, T.validation_data, V.grpo_only, T.extra_arguments, V.verdict_line_weight),
     "infer": (missions,
               node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
               node(S.check_infer), V.infer_inputs, M.vllm_adapter),

@@ -135,11 +135,7 @@ def vision_lora(cfg: DictConfig) -> list[str]:
 
 def algo_data(cfg: DictConfig) -> list[str]:
     out, d, task = [], cfg.data, cfg.task.name
-    if d.get("swift_jsonl"):
-        from bbuqc.data.swift_rows import config_problems  # your ms-swift rows, read and checked now
-
-        out += config_problems(cfg)
-    elif d.source == S.DataSource.files:
+    if d.source == S.DataSource.files and not d.get("swift_jsonl"):  # your ms-swift rows: training/checks.py
         if task == S.Task.summary and not d.summary_jsonl:
             out.append("data.summary_jsonl: required for task=summary with data.source=files "
                        "(or data.swift_jsonl: your ms-swift rows)")

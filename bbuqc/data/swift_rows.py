@@ -56,15 +56,14 @@ def validation_reads(task: str) -> tuple[str, ...]:
     return ("mission", *SUMMARY_READS)
 
 
-def run_readers(cfg: DictConfig) -> list[Reader]:
-    """Who reads the training rows of this run: GRPO's rewards (``reward.weights``, plug-ins included), and
-    held-out validation when it splits these rows (``train.eval_steps`` with ``data.val_fraction``)."""
-    from bbuqc.config.validate import reward_weights
+def run_readers(cfg: DictConfig, reward_ids: Iterable[str]) -> list[Reader]:
+    """Who reads the training rows of this run: GRPO's rewards (the ids of ``reward.weights``, plug-ins included),
+    and held-out validation when it splits these rows (``train.eval_steps`` with ``data.val_fraction``)."""
     from bbuqc.rewards import REGISTRY
 
     readers = []
     if cfg.algo.name == "grpo":
-        for rid in reward_weights(cfg):
+        for rid in reward_ids:
             if rid in REGISTRY and REGISTRY[rid].spec.reads:  # an unknown id is check_reward's line
                 readers.append(Reader(f"reward {rid}", REGISTRY[rid].spec.reads))
     d = cfg.data
@@ -170,10 +169,11 @@ def row_problems(files: Iterable[str | Path], readers: list[Reader], *, multimod
     return problems
 
 
-def config_problems(cfg: DictConfig) -> list[str]:
+def config_problems(cfg: DictConfig, reward_ids: Iterable[str]) -> list[str]:
     """data.swift_jsonl in a training config: the user's files (not the synthetic world's), alone, each row in
-    ms-swift's format with every column the run's rewards (and validation) read. Pure Python, run while the
-    config is validated, so a bad row is refused before the run folder exists."""
+    ms-swift's format with every column the run's rewards (``reward_ids``) and validation read. Pure Python,
+    run while the config is validated (bbuqc/training/checks.py), so a bad row is refused before the run
+    folder exists."""
     d = cfg.data
     files = [str(f) for f in d.swift_jsonl]
     field = f"data.swift_jsonl=[{','.join(files)}]"
@@ -184,7 +184,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
         return [f"{field}: {other} is given too; the training rows come from one of them"]
     if not all(Path(f).is_file() for f in files):
         return []  # check_data names the missing file
-    return row_problems(files, run_readers(cfg), multimodal=cfg.model.multimodal, answer_for=needs_answer(cfg))
+    return row_problems(files, run_readers(cfg, reward_ids), multimodal=cfg.model.multimodal,
+                        answer_for=needs_answer(cfg))
 
 
 def load_swift_rows(files: Iterable[str | Path], max_rows: int | None = None, readers: list[Reader] = (),

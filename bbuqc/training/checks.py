@@ -33,6 +33,16 @@ def extra_arguments(cfg: DictConfig) -> list[str]:
     return out
 
 
+def swift_rows(cfg: DictConfig) -> list[str]:
+    """data.swift_jsonl (your ms-swift rows): read now, each row against the columns the run's rewards and its
+    validation read (bbuqc/data/swift_rows.py), so a row that lacks one never reaches a loaded model."""
+    if not cfg.data.get("swift_jsonl"):
+        return []
+    from bbuqc.data.swift_rows import config_problems
+
+    return config_problems(cfg, reward_weights(cfg))
+
+
 def resume_checkpoint(cfg: DictConfig) -> list[str]:
     """train.resume_from must name a complete checkpoint (auto finds one itself)."""
     from bbuqc.training.checkpoints import checkpoint_problem

@@ -60,10 +60,11 @@ def _rows(cfg: DictConfig, *, validation: bool):
 
     d = cfg.data
     if d.swift_jsonl and not validation:  # your ms-swift rows, either task (validation: val_fraction or bbuqc rows)
+        from bbuqc.config.validate import reward_weights
         from bbuqc.data.swift_rows import needs_answer, run_readers, swift_dataset
 
-        return swift_dataset(d.swift_jsonl, d.max_rows, run_readers(cfg), multimodal=cfg.model.multimodal,
-                             answer_for=needs_answer(cfg))
+        return swift_dataset(d.swift_jsonl, d.max_rows, run_readers(cfg, reward_weights(cfg)),
+                             multimodal=cfg.model.multimodal, answer_for=needs_answer(cfg))
     if cfg.task.name == "summary":
         source = d.val_summary_jsonl if validation else summary_rows_source(cfg)
         return summary_dataset(source, max_rows=None if validation else d.max_rows)
