@@ -63,11 +63,16 @@ class ValidateConfig(Callback):
         from bbuqc.checks import validate
         from bbuqc.config.validate import ConfigError
         from bbuqc.runtime.devices import require_devices
+        from bbuqc.runtime.nodes import other_node_launcher, require_rendezvous, run_other_node
 
         end_of_composition()
         try:
             validate(config, self.command)
             require_devices(config)
+            require_rendezvous(config, self.command)
+            if other_node_launcher(config, self.command):
+                # another node of a multi-node run: it starts its workers and leaves the run folder to node 0
+                sys.exit(run_other_node(config, self.command))
         except ConfigError as err:
             for line in err.problems:
                 print(f"error: {line}", file=sys.stderr)
@@ -122,6 +127,7 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         end_of_composition()
         from bbuqc.checks import validate
         from bbuqc.runtime.devices import require_devices
+        from bbuqc.runtime.nodes import require_rendezvous
 
         try:
             # Single runs were validated by the on_run_start callback; sweep jobs are checked here (where
@@ -129,6 +135,7 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 validate(cfg, command)
                 require_devices(cfg)
+                require_rendezvous(cfg, command)
             return runner()(cfg)
         except (InputError, OSError) as err:
             if HydraConfig.get().mode == RunMode.MULTIRUN:

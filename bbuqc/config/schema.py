@@ -421,6 +421,12 @@ class ComputeConfig:
     vllm_server_port: int = 8000  # `swift rollout` server port
     deepspeed: DeepSpeed | None = None  # null | zero2 | zero3
     nproc_per_node: int = 1  # GPUs (processes) per node; >1 relaunches under torchrun
+    # training on several nodes (torchrun's --nnodes/--node_rank/--master_addr/--master_port; docs/gpu.md): null:
+    # one node, or inside a hydra/launcher=slurm job of several nodes, SLURM's node count, node id and first host
+    nnodes: int | None = None
+    node_rank: int | None = None  # this node, 0 .. nnodes-1 (null: 0, or SLURM's node id)
+    master_addr: str | None = None  # node 0's host name or IP, the same on every node; required with nnodes > 1
+    master_port: int | None = None  # node 0's rendezvous port; null: 29500 on several nodes, a free one on one
 
 
 def check_compute(c: DictConfig) -> list[str]:
@@ -429,7 +435,27 @@ def check_compute(c: DictConfig) -> list[str]:
         out.append(f"compute.rollout={c.rollout}: vLLM rollouts need compute.device=cuda")
     if c.deepspeed and c.device != Device.cuda:
         out.append(f"compute.deepspeed={c.deepspeed}: DeepSpeed needs compute.device=cuda")
-    return out + _at_least(c, "compute", ("nproc_per_node",)) + _vllm_settings(c)
+    return out + _at_least(c, "compute", ("nproc_per_node",)) + _vllm_settings(c) + _nodes(c)
+
+
+def _nodes(c: DictConfig) -> list[str]:
+    """The multi-node fields among themselves (whether the master address resolves is asked where the job runs,
+    bbuqc/runtime/nodes.py)."""
+    if c.nnodes is None:
+        set_ = [key for key in ("node_rank", "master_addr") if c[key] is not None]
+        return [f"compute.{key}={c[key]}: needs compute.nnodes (the run's node count)" for key in set_]
+    if c.nnodes < 1:
+        return [f"compute.nnodes={c.nnodes}: expected an integer >= 1"]
+    out = []
+    rank = c.node_rank or 0
+    if not 0 <= rank < c.nnodes:
+        out.append(f"compute.node_rank={rank}: expected 0 <= node_rank < compute.nnodes={c.nnodes}")
+    if c.nnodes > 1 and not c.master_addr:
+        out.append(f"compute.master_addr: required with compute.nnodes={c.nnodes} (node 0's host name or IP, the "
+                   "same on every node)")
+    if c.master_port is not None and not 0 < c.master_port < 65536:
+        out.append(f"compute.master_port={c.master_port}: expected a port, 1-65535")
+    return out
 
 
 def _vllm_settings(c: DictConfig) -> list[str]:

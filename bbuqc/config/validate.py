@@ -56,7 +56,13 @@ def effective_generation_batch_size(cfg: DictConfig) -> int:
     if t.generation_batch_size is not None:
         return t.generation_batch_size
     steps = t.get("steps_per_generation") or t.gradient_accumulation_steps  # ms-swift's default: the accumulation
-    return t.per_device_batch_size * cfg.compute.nproc_per_node * steps
+    return t.per_device_batch_size * world_size(cfg.compute) * steps
+
+
+def world_size(compute: DictConfig) -> int:
+    """Training processes in all: GPUs per node x nodes (a SLURM-given node count reaches the workers as
+    compute.nnodes, bbuqc/runtime/nodes.py)."""
+    return compute.nproc_per_node * max(1, compute.get("nnodes") or 1)
 
 
 def rewards_fit_task(cfg: DictConfig) -> list[str]:
@@ -71,7 +77,7 @@ def rewards_fit_task(cfg: DictConfig) -> list[str]:
 
 def batch_sizes(cfg: DictConfig) -> list[str]:
     """The rollout batch against the group size and the devices (check_train names the numbers < 1)."""
-    t, world = cfg.train, cfg.compute.nproc_per_node
+    t, world = cfg.train, world_size(cfg.compute)
     if t.num_generations < 2 or min(t.per_device_batch_size, t.gradient_accumulation_steps, world) < 1:
         return []
     generation_batch = effective_generation_batch_size(cfg)
@@ -80,7 +86,9 @@ def batch_sizes(cfg: DictConfig) -> list[str]:
                 f"train.num_generations={t.num_generations}"]
     if generation_batch % (t.per_device_batch_size * world):
         return [f"train.generation_batch_size={generation_batch}: must be divisible by "
-                f"train.per_device_batch_size={t.per_device_batch_size} x compute.nproc_per_node={world}"]
+                f"train.per_device_batch_size={t.per_device_batch_size} x compute.nproc_per_node="
+                f"{cfg.compute.nproc_per_node}" + (f" x compute.nnodes={cfg.compute.nnodes}"
+                                                    if (cfg.compute.get("nnodes") or 1) > 1 else "")]
     return []
 
 

@@ -212,6 +212,10 @@ class SweepRecords(Callback):
 
     # -- every job, where it runs -------------------------------------------------------------
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        from bbuqc.runtime.nodes import is_worker
+
+        if is_worker():
+            return  # one rank of a multi-GPU / multi-node job: the job's launcher records it
         try:
             job_dir = Path(str(config.hydra.runtime.output_dir))
             num = OmegaConf.select(config, "hydra.job.num", default=None)

@@ -24,31 +24,79 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     use_offline_defaults()
     from hydra.core.hydra_config import HydraConfig
 
+    from bbuqc.runtime.nodes import distributed, is_worker, node_layout
     from bbuqc.sweep.objective import job_objective
     from bbuqc.training.diagnosis import write_summary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.compute.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-        _launch_distributed(cfg, run_dir)
+    if is_worker():  # one rank of a run bbuqc launched: node 0's launcher prepared the inputs
+        _train_logged(cfg, read_prepared(cfg, run_dir), run_dir)
+        return None  # the launcher writes the summary and reports the objective
+    layout = node_layout(cfg.compute)
+    if distributed(cfg.compute, layout) and "LOCAL_RANK" not in os.environ:
+        if layout.node_rank == 0:  # once, before any worker starts: bad data fails here, in one process
+            write_prepared(run_dir, prepare(cfg, run_dir, register_rewards=False), cfg)
+        _launch_distributed(cfg, run_dir, layout)
+        if layout.node_rank:
+            return None  # node 0 reports the run
         write_summary(run_dir, cfg.train.max_completion_length)
         return job_objective(cfg, run_dir)
     # Bad data fails here, before a W&B run or a checkpoint exists.
     inputs = prepare(cfg, run_dir)
-    from bbuqc.sweep.lineage import log_checkpoints
-    from bbuqc.tracking.runs import wandb_run
-    from bbuqc.training.checkpoints import resume_in_place, wandb_run_id
+    from bbuqc.training.checkpoints import resume_in_place
 
     resume_in_place(cfg, run_dir)  # train.resume_from=auto -> a checkpoint or none; logs cut to its step
-    # one W&B run per run folder: a resumed (or requeued) job continues the same run
-    with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}", run_id=wandb_run_id(run_dir)) as wb:
-        train(cfg, inputs, wandb=wb)
-        log_checkpoints(wb, cfg, run_dir)  # the best (and last) checkpoint as W&B artifacts, by reference
-    if "LOCAL_RANK" not in os.environ or os.environ["LOCAL_RANK"] == "0":
+    _train_logged(cfg, inputs, run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # under your own torchrun: global rank 0
         write_summary(run_dir, cfg.train.max_completion_length)  # and warnings when it could not learn
     return job_objective(cfg, run_dir)
 
 
-def prepare(cfg: DictConfig, run_dir: Path):
+def _train_logged(cfg: DictConfig, inputs, run_dir: Path) -> None:
+    from bbuqc.sweep.lineage import log_checkpoints
+    from bbuqc.tracking.runs import wandb_run
+    from bbuqc.training.checkpoints import wandb_run_id
+
+    # one W&B run per run folder: a resumed (or requeued) job continues the same run
+    with wandb_run(cfg, run_dir, job_type=f"train-{cfg.task.name}", run_id=wandb_run_id(run_dir)) as wb:
+        train(cfg, inputs, wandb=wb)
+        log_checkpoints(wb, cfg, run_dir)  # the best (and last) checkpoint as W&B artifacts, by reference
+
+
+# What node 0's launcher prepared for the workers of every node (they read it, never write it): the run
+# inputs, and train.resume_from resolved once (auto -> a checkpoint; the logs cut to its step once).
+PREPARED = "data/run_inputs.json"
+
+
+def write_prepared(run_dir: Path, inputs, cfg: DictConfig) -> None:
+    import dataclasses
+
+    from bbuqc.io.atomic import write_json_atomic
+    from bbuqc.training.checkpoints import resume_in_place
+
+    resume_in_place(cfg, run_dir)
+    fields = {k: (None if v is None else str(v)) for k, v in dataclasses.asdict(inputs).items()}
+    write_json_atomic(run_dir / PREPARED, {"inputs": fields, "resume_from": cfg.train.resume_from})
+
+
+def read_prepared(cfg: DictConfig, run_dir: Path):
+    import dataclasses
+    import json
+
+    from bbuqc.training.args import RunInputs
+
+    record = json.loads((run_dir / PREPARED).read_text(encoding="utf-8"))
+    paths = {f.name for f in dataclasses.fields(RunInputs) if "Path" in str(f.type)}
+    inputs = RunInputs(**{k: (Path(v) if k in paths and v is not None else v) for k, v in record["inputs"].items()})
+    cfg.train.resume_from = record["resume_from"]
+    if cfg.algo.name == "grpo":
+        from bbuqc.training.rewards import register_config_rewards
+
+        register_config_rewards(cfg)  # ms-swift's reward registry is per process
+    return inputs
+
+
+def prepare(cfg: DictConfig, run_dir: Path, register_rewards: bool = True):
     from bbuqc.errors import InputError
     from bbuqc.models.resolve import resolve_model
     from bbuqc.training.args import RunInputs
@@ -68,7 +116,7 @@ def prepare(cfg: DictConfig, run_dir: Path):
     log.info("LoRA on the last %d LLM blocks%s%s: %d Linear modules", lora.last_k,
              " + the vision tower" if lora.vision else "", " + the aligner" if lora.aligner else "", len(targets))
     data = prepare_datasets(cfg, run_dir / "data")
-    if cfg.algo.name == "grpo":
+    if cfg.algo.name == "grpo" and register_rewards:
         # imported once the data passed (it imports ms-swift: ~9 s of CPU), so bad data is refused sooner
         from bbuqc.training.rewards import register_config_rewards
 
@@ -110,17 +158,14 @@ def train(cfg: DictConfig, inputs, wandb=None) -> dict:
     return Pipeline(Arguments(**swift_kwargs(cfg, inputs))).main()
 
 
-def _launch_distributed(cfg: DictConfig, run_dir: Path) -> None:
-    """Multi-GPU: the same job under torchrun, one process per GPU, sharing this run folder."""
-    import subprocess
-    import sys
-
+def _launch_distributed(cfg: DictConfig, run_dir: Path, layout) -> None:
+    """Multi-GPU, multi-node: this node's processes under torchrun, sharing this run folder
+    (bbuqc/runtime/nodes.py: ms-swift's launcher flags, who writes what)."""
     from hydra.core.hydra_config import HydraConfig
 
-    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.compute.nproc_per_node}",
-        "-m", "bbuqc.train", *overrides, f"hydra.run.dir={run_dir}",
-    ]
-    log.info("launching %s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    from bbuqc.runtime.nodes import launch
+
+    code = launch("bbuqc.train", HydraConfig.get(), cfg.compute, run_dir, layout)
+    if code:
+        raise RuntimeError(f"node {layout.node_rank}: torch.distributed.run exited {code} (the ranks' logs: "
+                           f"{run_dir}/rank<N>.log)")

@@ -39,5 +39,44 @@ class ResumeWhenRequeued:
         return super().__call__(*args, **kwargs)
 
 
-class ResumingSlurmLauncher(ResumeWhenRequeued, SlurmLauncher):
+class NodeZeroWritesTheJob:
+    """Mixin for Hydra's submitit launcher: a job of several nodes (`hydra.launcher.nodes`) runs the callable
+    once per node. Node 0 runs the job as Hydra does (its folder, records, the run); another node only starts
+    its training processes (bbuqc/runtime/nodes.py), so the job folder has one writer. Hydra reads node 0's
+    result only."""
+
+    def __call__(self, sweep_overrides: list[str], job_dir_key: str, job_num: int, job_id: str,
+                 singleton_state: dict) -> Any:
+        import submitit
+
+        env = submitit.JobEnvironment()
+        if env.num_nodes <= 1 or env.node == 0:
+            return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
+        from pathlib import Path
+
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import setup_globals
+        from omegaconf import OmegaConf, open_dict
+
+        from bbuqc.runtime.nodes import launch
+
+        # the job's config as the launcher composes it for node 0 (hydra_submitit_launcher's __call__)
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, sweep_overrides)
+        with open_dict(cfg.hydra.job) as job:
+            job.id = env.job_id
+            job.num = job_num
+        HydraConfig.instance().set_config(cfg)
+        job_dir = Path(str(OmegaConf.select(cfg, job_dir_key))) / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        if cfg.hydra.job.config_name != "train":
+            return None  # only training spans nodes; node 0 runs anything else alone
+        code = launch("bbuqc.train", cfg.hydra, cfg.compute, job_dir)
+        if code:
+            raise RuntimeError(f"node {env.node}: torch.distributed.run exited {code}")
+        return None
+
+
+class ResumingSlurmLauncher(NodeZeroWritesTheJob, ResumeWhenRequeued, SlurmLauncher):
     pass
