@@ -40,7 +40,7 @@ COMMAND_CHECKS: dict[str, tuple[Check, ...]] = {
               node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data), node(S.check_compute),
               node(S.check_infer), V.infer_inputs, M.vllm_adapter),
     "evaluate": (missions, node(S.check_model), M.model_files, M.adapter_fits_base, node(S.check_data),
-                 node(S.check_compute), node(S.check_evaluate), V.evaluate_inputs,
+                 node(S.check_compute), node(S.check_evaluate), V.evaluate_inputs, M.evaluate_vllm_adapter,
                  node(S.check_reward)),  # evaluation scores with the reward parameters
     "export": (node(S.check_model), M.model_files, M.export_base, node(S.check_export)),
 }

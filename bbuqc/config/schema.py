@@ -558,6 +558,9 @@ def check_infer(i: DictConfig) -> list[str]:
 
 @dataclass
 class EvaluateConfig:
+    # hf: transformers generate (model.adapter merged with PEFT); vllm: vLLM's offline engine, model.adapter as a
+    # LoRA request (GPU machines with the gpu extra; docs/evaluate.md)
+    backend: StageABackend = StageABackend.hf
     output_dir: str | None = None  # null: the Hydra run folder; an existing one resumes
     seed: int = 0  # torch seed for sampling (evaluate.temperature > 0)
     samples_per_group: int = 1  # answers per group, majority-voted (a tie counts as 不通过)

@@ -129,26 +129,30 @@ def _tiny_model_type(cfg: DictConfig) -> str:
     return SWIFT_TYPES[tiny_kind(cfg) or ("vl" if cfg.model.multimodal else "text")][0]
 
 
-def vllm_adapter(cfg: DictConfig) -> list[str]:
+def vllm_adapter(cfg: DictConfig, node: str = "infer") -> list[str]:
     """vLLM applies the low-rank weights of an LLM LoRA per request; whole modules (lora.modules_to_save) and a
-    vision-side LoRA (lora.vision / lora.aligner) it cannot."""
+    vision-side LoRA (lora.vision / lora.aligner) it cannot. ``node``: whose backend (infer, evaluate)."""
     from bbuqc.models.adapters import read_adapter
 
-    if cfg.infer.backend != StageABackend.vllm or not _model_usable(cfg.model):
+    if cfg[node].backend != StageABackend.vllm or not _model_usable(cfg.model):
         return []
     try:
         adapter = read_adapter(cfg.model.adapter)
     except ValueError:
         return []  # model_files names it
-    way_out = "merge it (bbuqc-export) and pass the merged folder as model.path, or use infer.backend=hf"
+    way_out = f"merge it (bbuqc-export) and pass the merged folder as model.path, or use {node}.backend=hf"
     out = []
     if adapter.modules_to_save:
         out.append(f"model.adapter={cfg.model.adapter}: trains whole modules ({', '.join(adapter.modules_to_save)}; "
-                   f"lora.modules_to_save), which infer.backend=vllm cannot apply; {way_out}")
+                   f"lora.modules_to_save), which {node}.backend=vllm cannot apply; {way_out}")
     if adapter.vision_parts:
         out.append(f"model.adapter={cfg.model.adapter}: has LoRA on the vision side ({', '.join(adapter.vision_parts)}), "
-                   f"which infer.backend=vllm cannot apply (vLLM applies a LoRA to the LLM only); {way_out}")
+                   f"which {node}.backend=vllm cannot apply (vLLM applies a LoRA to the LLM only); {way_out}")
     return out
+
+
+def evaluate_vllm_adapter(cfg: DictConfig) -> list[str]:
+    return vllm_adapter(cfg, "evaluate")
 
 
 def export_base(cfg: DictConfig) -> list[str]:

@@ -47,8 +47,9 @@ def require_devices(cfg: Any) -> None:
     if str(cfg.compute.device) == "cuda":
         wants.append("compute.device=cuda")
     # vLLM missing altogether is the backend's own refusal (it names the install); installed, it needs CUDA
-    if "infer" in cfg and str(cfg.infer.backend) == "vllm" and importlib.util.find_spec("vllm") is not None:
-        wants.append("infer.backend=vllm")
+    for node in ("infer", "evaluate"):
+        if node in cfg and str(cfg[node].get("backend", "hf")) == "vllm" and importlib.util.find_spec("vllm"):
+            wants.append(f"{node}.backend=vllm")
     if wants and local_gpu_count() == 0:
         raise InputError(f"{', '.join(wants)}: no CUDA device is visible here (CUDA_VISIBLE_DEVICES, "
                          "/proc/driver/nvidia/gpus, nvidia-smi); use compute=cpu (and infer.backend=hf) or run "

@@ -1,9 +1,10 @@
 """Stage-B answers: a ``VerdictModel`` turns verdict prompts into raw answer texts.
 
-``HFVerdictModel`` is the real one: the base model (``model=...``, tiny -> the tiny text
-Qwen2) plus an optional LoRA checkpoint (``model.adapter``) merged in with PEFT,
-batched generation with left padding through the tokenizer's chat template. Tests
-use scripted doubles with the same ``answer`` method.
+``HFVerdictModel`` (``evaluate.backend=hf``): the base model (``model=...``, tiny -> the tiny
+text Qwen2) plus an optional LoRA checkpoint (``model.adapter``) merged in with PEFT, batched
+generation with left padding through the tokenizer's chat template. ``VLLMVerdictModel``
+(``evaluate.backend=vllm``, GPU machines with the ``gpu`` extra): vLLM's offline engine, the
+adapter as a LoRA request. Tests use scripted doubles with the same ``answer`` method.
 """
 
 from __future__ import annotations
@@ -100,25 +101,61 @@ class HFVerdictModel:
         return [[text] * n_samples for text in texts]
 
 
-def load_verdict_model(cfg: DictConfig) -> HFVerdictModel:
-    """The config's Stage-B model: ``model.path`` + optional LoRA ``model.adapter`` (merged)."""
+class VLLMVerdictModel:
+    """vLLM's offline engine answering verdict prompts (``evaluate.backend=vllm``), ``model.adapter`` applied
+    per request as a LoRA request (not merged). The conversations go through vLLM's ``LLM.chat``: the
+    checkpoint's own chat template with the generation prompt, as ``HFVerdictModel`` renders them.
+    ``temperature == 0``: greedy, one answer repeated ``n_samples`` times; ``> 0``: ``n_samples`` samples
+    per prompt in one request (``SamplingParams.n``), seeded by the engine (``evaluate.seed``)."""
+
+    def __init__(self, vllm: Any, llm: Any, lora: Any = None, *, max_new_tokens: int, temperature: float):
+        self._vllm = vllm
+        self.llm = llm
+        self.lora = lora
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+
+    def answer(self, batch_of_messages: Sequence[Messages], n_samples: int) -> list[list[str]]:
+        if not batch_of_messages:
+            return []
+        sampled = self.temperature > 0
+        params = self._vllm.SamplingParams(n=n_samples if sampled else 1, temperature=self.temperature,
+                                           max_tokens=self.max_new_tokens, skip_special_tokens=True)
+        outputs = self.llm.chat([list(m) for m in batch_of_messages], params, use_tqdm=False,
+                                lora_request=self.lora)
+        texts = [[c.text for c in o.outputs] for o in outputs]
+        return texts if sampled else [t[:1] * n_samples for t in texts]
+
+
+def load_verdict_model(cfg: DictConfig) -> HFVerdictModel | VLLMVerdictModel:
+    """The config's Stage-B model: ``model.path`` + optional LoRA ``model.adapter`` (merged with PEFT; on vLLM,
+    applied per request)."""
     from bbuqc.models.loading import load_model_and_processor
     from bbuqc.models.resolve import resolve_model
 
     ev = cfg.evaluate
     resolved = resolve_model(cfg)
-    model, processor = load_model_and_processor(
-        resolved.path, multimodal=resolved.multimodal, device=cfg.compute.device, dtype=cfg.compute.precision,
-        adapter=resolved.adapter, trust_remote_code=cfg.model.trust_remote_code,
-    )
-    tokenizer = getattr(processor, "tokenizer", processor)  # a VL processor wraps the tokenizer
-    tokenizer.padding_side = "left"
     if ev.samples_per_group > 1 and ev.temperature == 0:
         log.warning(
             "evaluate.samples_per_group=%d with evaluate.temperature=0: greedy samples are identical, "
             "so the vote equals one answer; set evaluate.temperature > 0 to sample",
             ev.samples_per_group,
         )
+    if str(ev.get("backend", "hf")) == "vllm":
+        from bbuqc.models.vllm_engine import build_engine
+
+        c = cfg.compute
+        vllm, llm, lora = build_engine(
+            "evaluate.backend", resolved.path, adapter=resolved.adapter, dtype=c.precision,
+            gpu_memory_utilization=c.vllm_gpu_memory_utilization, max_model_len=c.get("vllm_max_model_len"),
+            seed=ev.seed, trust_remote_code=bool(cfg.model.trust_remote_code))
+        return VLLMVerdictModel(vllm, llm, lora, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature)
+    model, processor = load_model_and_processor(
+        resolved.path, multimodal=resolved.multimodal, device=cfg.compute.device, dtype=cfg.compute.precision,
+        adapter=resolved.adapter, trust_remote_code=cfg.model.trust_remote_code,
+    )
+    tokenizer = getattr(processor, "tokenizer", processor)  # a VL processor wraps the tokenizer
+    tokenizer.padding_side = "left"
     template = getattr(tokenizer, "chat_template", None) or getattr(processor, "chat_template", None)
     return HFVerdictModel(
         model,

@@ -154,6 +154,13 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
     from .generate import iter_answers, load_verdict_model
 
     ev = cfg.evaluate
+    if model is None and str(ev.get("backend", "hf")) == "vllm":
+        from bbuqc.models.vllm_engine import require_vllm
+
+        try:  # as infer.backend=vllm: refused before anything is read, loaded or written
+            require_vllm("evaluate.backend")
+        except InputError as exc:
+            raise EvaluationInputError(str(exc)) from None
     out_dir = output_dir(cfg)
     files = stage_a_files(cfg)
     if not files:
