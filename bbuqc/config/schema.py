@@ -544,7 +544,9 @@ class InferConfig:
     temperature: float = 0.0  # 0: greedy
     output: str | None = None  # null: outputs/stage_a/<mission id>.jsonl under the working dir (stable: re-running resumes)
     workers: int = 1  # >1: Stage-A on Ray Data with this many model actors (one GPU each with compute.device=cuda)
-    ray_address: str | None = None  # workers>1: auto | <host>:<port> attaches to a Ray cluster; null starts a local one
+    # auto | <host>:<port> attaches to a Ray cluster (even with workers=1), local starts one; null: a local one
+    # when workers>1, else no Ray
+    ray_address: str | None = None
     force_resume: bool = False  # resume an output whose settings file (<output>.meta.json) is missing
     progress: bool = True  # a progress bar on stderr
 

@@ -41,7 +41,8 @@ def require_devices(cfg: Any) -> None:
     """Refuse, in one line naming the field, a run that asks for CUDA where no CUDA device is visible: it would
     load the model and fail later with a library's traceback. Runs where the job runs (a Ray or SLURM job on
     its GPU node), not where a sweep is launched from."""
-    if any(node in cfg and int(cfg[node].get("workers", 1)) > 1 for node in ("infer", "evaluate")):
+    if "infer" in cfg and cfg.infer.get("ray_address") is not None or \
+            any(node in cfg and int(cfg[node].get("workers", 1)) > 1 for node in ("infer", "evaluate")):
         return  # Ray Data's actors hold the models: the cluster's GPUs are checked there (bbuqc/models/ray_data.py)
     wants = []
     if str(cfg.compute.device) == "cuda":

@@ -367,7 +367,9 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
     workers = int(cfg.infer.get("workers", 1))
     # The Ray cluster is joined before the output is opened, so an unreachable infer.ray_address
     # leaves nothing behind; and only when there is work (a finished output starts nothing).
-    use_ray = workers > 1 and backend is None and any((g.label, g.group_id) not in done_keys(out) for g in groups)
+    # a named cluster (infer.ray_address) runs even one worker there: the model actor on the cluster's GPU
+    on_ray = workers > 1 or cfg.infer.get("ray_address") is not None
+    use_ray = on_ray and backend is None and any((g.label, g.group_id) not in done_keys(out) for g in groups)
     cluster = nullcontext()
     if use_ray:
         from bbuqc.models.ray_data import ray_cluster
