@@ -33,6 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bbuqc.io import run_folder
+from bbuqc.io.jsonl import read_objects
 from bbuqc.missions import MISSIONS
 
 DEFAULT_OUT = Path("outputs/demo")
@@ -268,38 +270,25 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not Path(path).is_file():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def best_checkpoint(run_dir: Path) -> Path:
     """The run's best checkpoint by its held-out validation (best_checkpoint.json), else its last one."""
-    best = run_dir / "best_checkpoint.json"
-    if best.is_file():
-        return Path(read_json(best)["checkpoint"]).resolve()
-    last = run_dir / "last-checkpoint"
-    if last.exists():
-        return last.resolve()
-    ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    if not ckpts:
+    found = run_folder.chosen_checkpoint(run_dir)
+    if found is None:
         raise DemoError(f"{run_dir}: the run saved no checkpoint")
-    return ckpts[-1].resolve()
+    return found
 
 
 def curves(run_dir: Path) -> dict[str, list]:
     """Training curves (loss, reward) from logging.jsonl and validation curves from validation.jsonl."""
-    train = [r for r in read_jsonl(run_dir / "logging.jsonl") if "loss" in r]
+    train = [r for r in run_folder.log_rows(run_dir) if "loss" in r]
     steps = []
     for r in train:
-        step = r.get("global_step/max_steps", "")
-        steps.append(int(str(step).split("/")[0]) if step else len(steps) + 1)
+        step = run_folder.logged_step(r)
+        steps.append(step if step is not None else len(steps) + 1)
     out: dict[str, list] = {"train_step": steps, "loss": [r.get("loss") for r in train]}
     if any("reward" in r for r in train):
         out["reward"] = [r.get("reward") for r in train]
-    val = read_jsonl(run_dir / "validation.jsonl")
+    val = run_folder.read_validations(run_dir)
     out["val_step"] = [r["step"] for r in val]
     for key in sorted({k for r in val for k in r if k.startswith("val/")}):
         out[key] = [r.get(key) for r in val]
@@ -312,13 +301,14 @@ def summary_figures(run_dir: Path, checkpoint: Path) -> dict:
     `summary.parse` is a penalty (-1: line 2 is not JSON, 0: it is), so its mean is at most 0; the
     share of held-out images without that penalty, 1 + mean, is reported as `summary.parse_ok`.
     """
-    step = int(checkpoint.name.split("-")[-1]) if checkpoint.name.startswith("checkpoint-") else None
-    rows = read_jsonl(run_dir / "validation.jsonl")
-    row = next((r for r in rows if r["step"] == step), rows[-1] if rows else {})
-    figures = {k[len("val/"):]: v for k, v in row.items() if k.startswith("val/")}
+    rows = run_folder.read_validations(run_dir)
+    step = run_folder.checkpoint_step(checkpoint) if run_folder.CHECKPOINT.match(checkpoint.name) else None
+    if not any(r["step"] == step for r in rows):
+        step = rows[-1]["step"] if rows else None
+    figures = {k[len("val/"):]: v for k, v in run_folder.figures_at(rows, step).items() if k.startswith("val/")}
     if "summary.parse" in figures:
         figures["summary.parse_ok"] = 1.0 + figures["summary.parse"]
-    figures["step"] = row.get("step")
+    figures["step"] = step
     return figures
 
 
@@ -358,7 +348,7 @@ def stage_a_figures(files: list[str], perfect: list[str]) -> dict:
 
 def _records(path: str) -> list[dict]:
     out = []
-    for raw in read_jsonl(Path(path)):
+    for raw in read_objects(Path(path)):
         out.append({"group_id": raw.get("group_id"), "label": raw.get("label"), "per_image": raw.get("per_image", {})})
     return out
 
@@ -444,62 +434,44 @@ def _fmt(v) -> str:
 
 
 def table(metrics: dict) -> str:
-    lines = ["| verdict model | Stage-A records | groups | accuracy | false-pass | false-fail | invalid |",
-             "|---|---|---|---|---|---|---|"]
-    for name, by_src in metrics["verdict"].items():
-        for src, f in by_src.items():
-            lines.append(f"| {name} | {src.replace('_', ' ')} | {_fmt(f.get('groups'))} | {_fmt(f.get('accuracy'))} | "
-                         f"{_fmt(f.get('false_pass_rate'))} | {_fmt(f.get('false_fail_rate'))} | {_fmt(f.get('invalid_rate'))} |")
-    lines += ["", "| summary model (held-out validation) | SFT | GRPO |", "|---|---|---|"]
+    from bbuqc.sweep.render import md_table  # the sweep report's Markdown tables
+
+    verdict = [[name, src.replace("_", " "), *(_fmt(f.get(k)) for k in ("groups", *VERDICT_KEYS))]
+               for name, by_src in metrics["verdict"].items() for src, f in by_src.items()]
+    lines = md_table(["verdict model", "Stage-A records", "groups", "accuracy", "false-pass", "false-fail", "invalid"],
+                     verdict)
     summary = metrics["summary"]
-    for key in ("summary.format", "summary.parse_ok", "summary.header", "summary.category_f1", "summary.content_f1",
-                "summary.content_eq"):
-        lines.append(f"| {key} | {_fmt(summary['sft'].get(key))} | {_fmt(summary['grpo'].get(key))} |")
-    lines += ["", "| Stage-A with the chosen summary model | test world | shifted test world |", "|---|---|---|"]
-    for key, label in (("content_f1", "summary.content_f1 (images of the mission)"),
-                       ("summary_exact", "summaries equal to the reference"),
-                       ("summary_usable", "summaries that are JSON or 无关图片"),
-                       ("irrelevant_recognised", "irrelevant images recognised")):
-        lines.append(f"| {label} | {_fmt(metrics['stage_a']['test'].get(key))} | "
-                     f"{_fmt(metrics['stage_a']['shifted'].get(key))} |")
-    lines += ["", "| target | value | met |", "|---|---|---|"]
-    for name, t in metrics["targets"].items():
-        lines.append(f"| {name} {t['target']} | {_fmt(t['value']) if not isinstance(t['value'], dict) else t['value']} | "
-                     f"{'yes' if t['met'] else 'NO'} |")
-    lines += ["", "| stage | wall time (s) |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in metrics["timings_s"].items()]
+    keys = ("summary.format", "summary.parse_ok", "summary.header", "summary.category_f1", "summary.content_f1",
+            "summary.content_eq")
+    lines += ["", *md_table(["summary model (held-out validation)", "SFT", "GRPO"],
+                            [[k, _fmt(summary["sft"].get(k)), _fmt(summary["grpo"].get(k))] for k in keys])]
+    stage_a = [[label, _fmt(metrics["stage_a"]["test"].get(key)), _fmt(metrics["stage_a"]["shifted"].get(key))]
+               for key, label in (("content_f1", "summary.content_f1 (images of the mission)"),
+                                  ("summary_exact", "summaries equal to the reference"),
+                                  ("summary_usable", "summaries that are JSON or 无关图片"),
+                                  ("irrelevant_recognised", "irrelevant images recognised"))]
+    lines += ["", *md_table(["Stage-A with the chosen summary model", "test world", "shifted test world"], stage_a)]
+    targets = [[f"{name} {t['target']}", _fmt(t["value"]) if not isinstance(t["value"], dict) else str(t["value"]),
+                "yes" if t["met"] else "NO"] for name, t in metrics["targets"].items()]
+    lines += ["", *md_table(["target", "value", "met"], targets)]
+    lines += ["", *md_table(["stage", "wall time (s)"], [[k, f"{v:.0f}"] for k, v in metrics["timings_s"].items()])]
     return "\n".join(lines)
 
 
 def plot(out: Path, curves: dict) -> list[str]:
-    """One PNG per training run: the training loss (and GRPO reward) and the validation curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One PNG per training run: the training loss (and GRPO reward) and the validation curves
+    (bbuqc.sweep.plots.plot_run, the sweep report's plotting)."""
+    from bbuqc.sweep.plots import plot_run
 
     names = []
     for run, c in curves.items():
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-        ax1.plot(c["train_step"], c["loss"], label="loss")
-        if "reward" in c:
-            ax1.plot(c["train_step"], c["reward"], label="reward")
-        ax1.set_xlabel("step")
-        ax1.set_title(f"{run}: training")
-        ax1.legend()
+        train = {"loss": c["loss"], **({"reward": c["reward"]} if "reward" in c else {})}
         keys = [k for k in c if k.startswith("val/") and k != "val/n"]
         wanted = [k for k in keys if k.split("/", 1)[1] in (*VERDICT_KEYS, "summary.format", "summary.parse",
                                                               "summary.header", "summary.content_f1")]
-        for k in wanted or keys[:6]:
-            ax2.plot(c["val_step"], c[k], marker="o", label=k)
-        ax2.set_xlabel("step")
-        ax2.set_title(f"{run}: held-out validation")
-        if wanted or keys:
-            ax2.legend(fontsize=7)
-        fig.tight_layout()
         name = f"{run}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
+        (out / name).write_bytes(plot_run(run, c["train_step"], train, c["val_step"],
+                                          {k: c[k] for k in wanted or keys[:6]}))
         names.append(name)
     return names
 

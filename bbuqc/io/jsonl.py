@@ -1,4 +1,5 @@
-"""The one resumable JSONL writer: Stage-A outputs and evaluation predictions.
+"""The one JSONL module: the resumable writer (Stage-A outputs, evaluation predictions) and the readers
+(``read_rows``: a file written whole, strict; ``read_objects``: a log another process appends to, lenient).
 
 A resumable file holds one JSON object per line, each written whole by one run at a time:
 
@@ -104,6 +105,29 @@ def read_rows(path: Path | str) -> list[Any]:
     if data and not data.endswith(b"\n"):
         data += b"\n"  # written whole: the last line is complete without its newline too
     return parse_lines(data, path, lambda obj: obj, None)
+
+
+def read_objects(path: Path | str) -> list[dict[str, Any]]:
+    """Every JSON object of a log another process appends to while it runs (a training run's
+    `logging.jsonl`, `validation.jsonl`, ...), in file order; none when the file does not exist.
+
+    Lenient where :func:`read_rows` is strict: such a log is never repaired by its writer, and a killed
+    job leaves a torn line (its tail, or before the lines of a job resumed from another folder), so a
+    line that is not a JSON object is skipped instead of sinking a report over a finished run."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out
 
 
 _ABSENT = object()  # a key an older sidecar does not have

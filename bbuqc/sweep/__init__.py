@@ -2,7 +2,8 @@
 
 - `bbuqc.sweep.records.SweepRecords` (a Hydra callback, registered in conf/common.yaml):
   every job's status and error in its folder, a summary of the sweep in the sweep folder.
-- `bbuqc.sweep.comparison`: the comparison report (`python -m bbuqc.report <sweep folder>`).
+- `bbuqc.sweep.comparison`: the comparison report (`python -m bbuqc.report <sweep folder>`), from
+  `jobs` (read), `ranking` (rank), `render` (report.md / report.csv) and `plots` (PNGs).
 - The `bbuqc_gpus_per_job` resolver used by conf/hydra/launcher/ray.yaml, registered when this
   package is imported (Hydra imports it with the callback, before it builds the launcher).
 

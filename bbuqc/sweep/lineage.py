@@ -25,22 +25,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from bbuqc.io.atomic import write_json_atomic
-from bbuqc.sweep.objective import read_best
+from bbuqc.io.run_folder import ARTIFACTS_JSON, read_best
+from bbuqc.io.run_folder import checkpoints as _checkpoints
 
 log = logging.getLogger(__name__)
 
-ARTIFACTS_JSON = "wandb_artifacts.json"
 ARTIFACT_TYPE = "model"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _checkpoints(run_dir: Path) -> dict[int, Path]:
-    out = {}
-    for path in Path(run_dir).iterdir() if Path(run_dir).is_dir() else []:
-        m = _CHECKPOINT.match(path.name)
-        if m and path.is_dir() and not path.is_symlink():
-            out[int(m.group(1))] = path
-    return out
 
 
 def checkpoint_artifact(name: str, checkpoint: Path, metadata: dict[str, Any] | None = None):

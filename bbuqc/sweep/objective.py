@@ -13,14 +13,15 @@ Pure Python: nothing here imports torch, so the check runs on the config path.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-BEST_JSON = "best_checkpoint.json"  # the names bbuqc.training.validation writes (it imports torch)
-HISTORY = "validation.jsonl"
+# the run folder's files are named and read in bbuqc.io.run_folder; the two the objective is read from
+# are re-exported under the names this module gave them
+from bbuqc.io.run_folder import BEST_JSON, best_figures  # noqa: F401
+from bbuqc.io.run_folder import VALIDATION as HISTORY  # noqa: F401
+
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
@@ -30,44 +31,6 @@ def objective_names(cfg: DictConfig) -> list[str]:
 
     names = list(OmegaConf.select(cfg, "train.objectives", default=None) or [])
     return names or [select_metric(cfg.task.name, cfg.train.select_by)]
-
-
-def read_validations(run_dir: Path) -> list[dict[str, Any]]:
-    """Every validation line of a run (`{"step": N, "val/...": x}`); a line cut by a kill is skipped."""
-    path = Path(run_dir) / HISTORY
-    out = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
-                out.append(row)
-    return out
-
-
-def read_best(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / BEST_JSON
-    try:
-        best = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return best if isinstance(best, dict) and isinstance(best.get("step"), int) else None
-
-
-def best_figures(run_dir: Path) -> tuple[int | None, dict[str, float]]:
-    """The best step and every held-out figure logged at it (the last line for that step wins)."""
-    best = read_best(run_dir)
-    if best is None:
-        return None, {}
-    figures: dict[str, float] = {}
-    for row in read_validations(run_dir):
-        if row["step"] == best["step"]:
-            figures = {k: v for k, v in row.items() if k != "step"}
-    if best.get("metric") and best.get("value") is not None:
-        figures.setdefault(best["metric"], best["value"])
-    return best["step"], figures
 
 
 def job_objective(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...] | None:

@@ -19,6 +19,8 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from bbuqc.io.run_folder import TRAINABLE, trainer_state
+
 log = logging.getLogger(__name__)
 
 
@@ -90,10 +92,7 @@ class ChordSftOrderCallback(TrainerCallback, ExportableState):
 def _saved_consumed(checkpoint: str | None, name: str) -> int:
     if not checkpoint:
         return 0
-    try:
-        saved = json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("stateful_callbacks", {})
-    except (OSError, ValueError):
-        return 0
+    saved = (trainer_state(Path(checkpoint)) or {}).get("stateful_callbacks", {})
     record = saved.get(name, {})
     return int((record[-1] if isinstance(record, list) else record).get("attributes", {}).get("consumed", 0))
 
@@ -112,7 +111,7 @@ class TrainableParamsCallback(TrainerCallback):
         log.info("trainable parameters: %d of %d (%.4f%%)", count, total, 100 * count / max(total, 1))
         if state.is_world_process_zero:
             report = {"trainable": count, "total": total, "names": names}
-            (self.run_dir / "trainable_parameters.json").write_text(json.dumps(report, indent=1))
+            (self.run_dir / TRAINABLE).write_text(json.dumps(report, indent=1))
             if self.wandb_run is not None:
                 self.wandb_run.summary.update({"params/trainable": count, "params/total": total})
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import struct
 import zipfile
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-log = logging.getLogger(__name__)
+from bbuqc.io.run_folder import STEP_LOGS, TRAINER_STATE, checkpoint_step, checkpoints, trainer_state
+from bbuqc.io.run_folder import WANDB_ID as WANDB_ID_FILE  # so a resumed job logs to the same W&B run
 
-CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
-WANDB_ID_FILE = "wandb_run_id"  # the run folder's W&B run id, so a resumed job logs to the same run
+log = logging.getLogger(__name__)
 
 
 def _safetensors_problem(path: Path) -> str | None:
@@ -60,14 +59,10 @@ def checkpoint_problem(folder: str | Path) -> str | None:
         missing.append("adapter_model.safetensors")
     elif weights[0].suffix == ".safetensors" and (p := _safetensors_problem(weights[0])):
         broken.append(p)
-    state = folder / "trainer_state.json"
-    if not state.is_file():
-        missing.append("trainer_state.json")
-    else:
-        try:
-            json.loads(state.read_text())
-        except (OSError, ValueError):
-            broken.append("trainer_state.json is unreadable (cut short?)")
+    if not (folder / TRAINER_STATE).is_file():
+        missing.append(TRAINER_STATE)
+    elif trainer_state(folder) is None:
+        broken.append(f"{TRAINER_STATE} is unreadable (cut short?)")
     deepspeed = any(p.is_dir() for p in folder.glob("global_step*"))  # ZeRO keeps the optimizer there
     if not (folder / "optimizer.pt").is_file() and not deepspeed:
         missing.append("optimizer.pt")
@@ -86,22 +81,9 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     return "; ".join(parts)
 
 
-def checkpoint_step(folder: str | Path) -> int:
-    """The optimiser step a checkpoint was saved at (its trainer_state.json, else its name)."""
-    folder = Path(folder)
-    try:
-        return int(json.loads((folder / "trainer_state.json").read_text())["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return int(CHECKPOINT.match(folder.name).group(1))
-
-
 def latest_complete_checkpoint(run_dir: Path) -> Path | None:
     """The highest-step complete checkpoint-N of `run_dir`; later incomplete ones are skipped, with a warning."""
-    found = sorted(
-        (int(m.group(1)), p) for p in run_dir.glob("checkpoint-*")
-        if (m := CHECKPOINT.match(p.name)) and p.is_dir() and not p.is_symlink()
-    )
-    for _, path in reversed(found):
+    for path in reversed(checkpoints(run_dir).values()):
         problem = checkpoint_problem(path)
         if problem is None:
             return path
@@ -127,8 +109,7 @@ def resolve_resume(resume_from: str | None, run_dir: Path) -> Path | None:
 def truncate_logs_to(run_dir: Path, step: int) -> None:
     """Drop what a killed job logged after `step` from logging.jsonl, completions.jsonl and the validation
     files of the run folder, so the resumed job continues the files instead of repeating steps (1,2,3,4,3,4,...)."""
-    for name, step_of in (("logging.jsonl", _logged_step), ("completions.jsonl", _completion_step),
-                          ("validation.jsonl", _logged_step), ("validation_answers.jsonl", _logged_step)):
+    for name, step_of in STEP_LOGS.items():
         path = run_dir / name
         if not path.is_file():
             continue
@@ -148,21 +129,6 @@ def truncate_logs_to(run_dir: Path, step: int) -> None:
             tmp.write_text("".join(kept), encoding="utf-8")
             tmp.replace(path)  # atomic: a kill now leaves the old or the new file, never half of one
             log.warning("resume: dropped %d line(s) after step %d from %s", dropped, step, path)
-
-
-def _logged_step(row: dict) -> int | None:
-    # ms-swift's step lines carry "global_step/max_steps": "N/M"; bbuqc's validation lines "step"
-    if "global_step/max_steps" in row:
-        return int(str(row["global_step/max_steps"]).split("/")[0])
-    step = row.get("step", row.get("global_step"))
-    return int(step) if isinstance(step, (int, float)) else None
-
-
-def _completion_step(row: dict) -> int | None:
-    steps = row.get("step")
-    if isinstance(steps, list) and steps:
-        return int(steps[0])
-    return None
 
 
 def wandb_run_id(run_dir: Path) -> str:

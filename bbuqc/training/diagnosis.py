@@ -9,28 +9,18 @@ run ends as if all were well. Read from the run folder's own files (ms-swift's `
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from bbuqc.io.atomic import write_json_atomic
-from bbuqc.io.jsonl import JsonlError, read_rows
+from bbuqc.io.run_folder import SUMMARY, log_rows, read_best, step_rows
 
 log = logging.getLogger(__name__)
 
-SUMMARY = "run_summary.json"
 ZERO_SPREAD = 0.9  # a step whose share of prompts with one reward for all completions is at least this ...
 NO_SIGNAL_SHARE = 0.5  # ... in at least this share of the steps: the run had almost nothing to learn from
 CLIPPED = 0.1  # mean share of completions cut at train.max_completion_length
-
-
-def _steps(run_dir: Path) -> list[dict]:
-    try:
-        rows = read_rows(run_dir / "logging.jsonl") if (run_dir / "logging.jsonl").is_file() else []
-    except JsonlError:
-        return []
-    return [r for r in rows if isinstance(r, dict) and "loss" in r and "global_step/max_steps" in r]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -45,9 +35,8 @@ def _ends(values: list[float]) -> tuple[float | None, float | None]:
 
 def diagnose(run_dir: Path, max_completion_length: int | None = None) -> dict[str, Any]:
     """The run's summary and warnings (each with its likely cause and the fix)."""
-    steps = _steps(run_dir)
-    best_file = run_dir / "best_checkpoint.json"
-    best = json.loads(best_file.read_text(encoding="utf-8")) if best_file.is_file() else None
+    steps = step_rows(log_rows(run_dir))
+    best = read_best(run_dir)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "steps": len(steps), "best_checkpoint": best,
                                "warnings": []}
     warnings = summary["warnings"]

@@ -85,6 +85,14 @@ def parse_constraint(text: str) -> Constraint:
     return Constraint(m["metric"], m["op"], float(m["limit"]))
 
 
+def selection_key(value: float, constrained: float | None, greater: bool,
+                  constraint: Constraint | None) -> tuple[float, float]:
+    """The one rule that orders candidates (a run's validations, a sweep's jobs), smaller first: the
+    shortfall from the constraint (0 for all that meet it), then the metric in its better direction."""
+    shortfall = constraint.shortfall(constrained) if constraint else 0.0
+    return (shortfall, -value if greater else value)
+
+
 @dataclass
 class BestTracker:
     """The best value of one metric over validations, among those that meet the constraint (if any);
@@ -101,9 +109,7 @@ class BestTracker:
     history: list[tuple[int, float | None]] = field(default_factory=list)
 
     def _key(self, value: float, constrained: float | None) -> tuple[float, float]:
-        """Smaller is better: the shortfall from the constraint first, then the metric."""
-        shortfall = self.constraint.shortfall(constrained) if self.constraint else 0.0
-        return (shortfall, -value if self.greater else value)
+        return selection_key(value, constrained, self.greater, self.constraint)
 
     def update(self, step: int, value: float | None, figures: dict[str, float] | None = None) -> bool:
         """Record a validation (``figures``: all its metrics, for the constraint); True when it is a new best

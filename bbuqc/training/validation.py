@@ -27,6 +27,8 @@ from transformers import TrainerCallback
 from bbuqc.config.reward_sets import reward_params
 from bbuqc.io.atomic import write_json_atomic
 from bbuqc.io.jsonl import read_rows
+from bbuqc.io.run_folder import ANSWERS, BEST_JSON, BEST_LINK, read_validations
+from bbuqc.io.run_folder import VALIDATION as HISTORY
 from bbuqc.training.selection import (
     VAL,
     VERDICT_FIGURES,
@@ -37,11 +39,6 @@ from bbuqc.training.selection import (
 )
 
 log = logging.getLogger(__name__)
-
-BEST_LINK = "best-checkpoint"
-BEST_JSON = "best_checkpoint.json"
-HISTORY = "validation.jsonl"
-ANSWERS = "validation_answers.jsonl"
 
 
 def verdict_figures(rows: list[dict], answers: list[str], params: dict | None = None) -> dict[str, float]:
@@ -181,9 +178,8 @@ class ValidationCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         # a resumed run continues the best so far: its validations up to the checkpoint's step (the log was
         # cut back to it: training/checkpoints.py), else what transformers restored (best_global_step / best_metric)
-        history = self.run_dir / HISTORY
-        resumed = state.global_step > 0 and history.is_file()  # a fresh run in an old folder replays nothing
-        done = [r for r in read_rows(history) if r["step"] <= state.global_step] if resumed else []
+        resumed = state.global_step > 0  # a fresh run in an old folder replays nothing
+        done = [r for r in read_validations(self.run_dir) if r["step"] <= state.global_step] if resumed else []
         for row in done:
             self.best.update(row["step"], row.get(self.best.metric), row)
         if not done and state.best_global_step and state.best_metric is not None:
