@@ -150,6 +150,20 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+#: the search-path entries a user gave: --config-dir, hydra.searchpath on the command line or in a primary config
+_USER_SOURCES = ("command-line", "hydra.searchpath in command-line", "hydra.searchpath in main")
+
+
+def search_path_override(hydra_cfg: Any) -> list[str]:
+    """``hydra.searchpath=[...]`` naming the job's own config folders (``--config-dir``, ``hydra.searchpath``),
+    or nothing: the task overrides alone would lose them, and a worker could not compose ``mission=<yours>``
+    (docs/data.md, "Your own missions") or another option of your folder."""
+    runtime = hydra_cfg.get("runtime") or {}
+    entries = [f"{s['schema']}://{s['path']}" for s in runtime.get("config_sources") or ()
+               if s["provider"] in _USER_SOURCES]
+    return ["hydra.searchpath=[" + ",".join(f"'{e}'" for e in entries) + "]"] if entries else []
+
+
 def worker_overrides(hydra_cfg: Any, run_dir: Path, layout: NodeLayout) -> list[str]:
     """The job's own overrides with the layout spelled out (a SLURM-given one too, so every worker checks
     its batch sizes against the real world size), into the same run folder, without Hydra's record (node 0's
@@ -160,7 +174,7 @@ def worker_overrides(hydra_cfg: Any, run_dir: Path, layout: NodeLayout) -> list[
         out += [f"compute.nnodes={layout.nnodes}", f"compute.node_rank={layout.node_rank}",
                 f"compute.master_addr={layout.master_addr}",
                 f"compute.master_port={layout.master_port or DEFAULT_PORT}"]
-    out += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    out += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null", *search_path_override(hydra_cfg)]
     handlers = hydra_cfg.get("job_logging", {}).get("handlers", {}) or {}
     if "file" in handlers:
         out.append("hydra.job_logging.handlers.file.filename=${hydra.runtime.output_dir}/rank${oc.env:RANK}.log")

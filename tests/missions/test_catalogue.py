@@ -172,3 +172,18 @@ def test_the_command_says_which_file_in_one_line_and_writes_nothing(chosen, tmp_
             else f"error: {path}: domain 'ODF': expected one of BBU, RRU")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line], proc.stderr[-2000:]
     assert not (tmp_path / "run").exists() and not (tmp_path / "out.jsonl").exists()
+
+
+def test_training_workers_compose_your_mission_from_the_same_search_path(tmp_path):
+    """A multi-GPU run's workers (torch.distributed.run) compose the job's config from its task overrides: the
+    search path that holds your mission goes with them."""
+    from bbuqc.runtime.nodes import search_path_override
+
+    write_mission(tmp_path)
+    job = _compose("train", tmp_path, overrides=("mission=bbu_label",))
+    [override] = search_path_override(job.hydra)
+    assert override == f"hydra.searchpath=['file://{tmp_path}']"
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        worker = compose(config_name="train", overrides=[override, *job.hydra.overrides.task])
+    assert worker.mission.id == "bbu_label" and worker.mission.decision == LABEL["decision"]
+    assert search_path_override(_compose("train").hydra) == []  # no folder of your own: nothing added
