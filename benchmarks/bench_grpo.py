@@ -55,7 +55,9 @@ PATH_KEYS = {"output_dir", "logging_dir", "run_name", "training_args", "external
 
 
 def log_rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines() if line.strip()]
+    from bbuqc.io.run_folder import log_rows as read_log
+
+    return read_log(run_dir)
 
 
 def step_times(run_dir: Path) -> list[float]:

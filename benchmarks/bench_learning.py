@@ -8,7 +8,6 @@ first and last 20-step means.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import statistics
 import sys
@@ -16,6 +15,8 @@ import tempfile
 from pathlib import Path
 
 from common import OUT, wall_time, write_result
+
+from bbuqc.io import run_folder
 
 STEPS = int(os.environ.get("BBUQC_LEARNING_STEPS", "400"))
 # the experiment holds the settings (experiments/verdict_chord.yaml); the bench only shortens it
@@ -29,7 +30,7 @@ def main() -> None:
         # one torch thread: on 2 shared cores two threads contend and a step gets ~10x slower
         wall = wall_time([sys.executable, "-m", "bbuqc.train", *OVERRIDES, f"hydra.run.dir={run_dir}"],
                          env={"OMP_NUM_THREADS": "1"})
-        rows = [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
+        rows = run_folder.log_rows(run_dir)
     steps = [r for r in rows if f"rewards/{METRICS[0]}/mean" in r]
     curve = [{"step": i + 1, "reward": r["reward"], "chord_mu": r.get("chord/mu"),
               **{m: r[f"rewards/{m}/mean"] for m in METRICS}} for i, r in enumerate(steps)]

@@ -13,7 +13,6 @@ Figures: outputs/bench/nodes.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -36,8 +35,9 @@ def _free_port() -> int:
 
 
 def _train_runtime(run_dir: Path) -> float | None:
-    for line in (run_dir / "logging.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    from bbuqc.io.run_folder import log_rows
+
+    for row in log_rows(run_dir):
         if "train_runtime" in row:
             return float(row["train_runtime"])
     return None
