@@ -311,6 +311,9 @@ class TrainConfig:
     # stop after this many validations without a new best; null: never stop early
     early_stop_patience: int | None = None
     val_batch_size: int = 8  # prompts per generate() call during validation
+    # answers per validation row: 1 greedy; n > 1 samples n at train.temperature (ms-swift's num_generations_eval),
+    # verdicts majority-voted as bbuqc-evaluate votes them (val/accuracy), plus val/accuracy_mean over the samples
+    val_samples: int = 1
     val_max_new_tokens: int | None = None  # null: max_completion_length
     # the answers each validation keeps, of the same first rows every time (validation_answers.jsonl and the W&B
     # table val/answers: row, label, answer, parsed verdict or summary F1); 0: none
@@ -376,7 +379,7 @@ def check_train(t: DictConfig) -> list[str]:
         out.append(f"train.top_p={t.top_p}: expected 0 < top_p <= 1")
     if t.top_k is not None and t.top_k < 1:
         out.append(f"train.top_k={t.top_k}: expected an integer >= 1 (or null: off)")
-    out += _at_least(t, "train", ("num_iterations", "max_resample_times", "val_batch_size"))
+    out += _at_least(t, "train", ("num_iterations", "max_resample_times", "val_batch_size", "val_samples"))
     out += _at_least(t, "train", ("val_answers",), 0)
     if not 0 <= t.warmup_ratio < 1:
         out.append(f"train.warmup_ratio={t.warmup_ratio}: expected 0 <= warmup_ratio < 1")

@@ -41,15 +41,24 @@ from bbuqc.training.selection import (
 log = logging.getLogger(__name__)
 
 
-def verdict_figures(rows: list[dict], answers: list[str], params: dict | None = None) -> dict[str, float]:
-    """The business figures of one answer per group, computed as `bbuqc-evaluate` computes them
-    (``params``: the run's reward parameters by id, so `val/verdict.cost` is the cost GRPO trains on)."""
+def _samples(answers: list) -> list[list[str]]:
+    """Each row's answers as a list (one answer per row, or ``train.val_samples`` of them)."""
+    return [list(a) if isinstance(a, (list, tuple)) else [a] for a in answers]
+
+
+def verdict_figures(rows: list[dict], answers: list, params: dict | None = None) -> dict[str, float]:
+    """The business figures of each group's answer (or of its samples' majority vote, with the reward means over
+    every sample), computed as `bbuqc-evaluate` computes them (``params``: the run's reward parameters by id, so
+    `val/verdict.cost` is the cost GRPO trains on). Several samples per row add `val/accuracy_mean`: the
+    accuracy of one sample, on average."""
+    from bbuqc.protocol import parse_verdict
     from bbuqc.stage_b.metrics import group_stats, score_answers
 
+    samples = _samples(answers)
     records = [
-        {"label": row["group_label"], "answers": [a],
-         "rewards": score_answers([a], row["group_label"], row["summaries"], params)}
-        for row, a in zip(rows, answers)
+        {"label": row["group_label"], "answers": a,
+         "rewards": score_answers(a, row["group_label"], row["summaries"], params)}
+        for row, a in zip(rows, samples)
     ]
     stats = group_stats(records)
     figures = {k: stats[k] for k in VERDICT_FIGURES}
@@ -57,6 +66,9 @@ def verdict_figures(rows: list[dict], answers: list[str], params: dict | None = 
     for k in VERDICT_FIGURES:  # each rate's Wilson 95% interval: how much ~100 groups pin it down
         if stats[f"{k}_ci95"] is not None:
             figures[f"{k}_lo"], figures[f"{k}_hi"] = stats[f"{k}_ci95"]
+    if any(len(a) > 1 for a in samples):
+        right = [parse_verdict(x)[0] == row["group_label"] for row, a in zip(rows, samples) for x in a]
+        figures["accuracy_mean"] = sum(right) / len(right)
     return {f"{VAL}{k}": float(v) for k, v in figures.items() if v is not None}
 
 
@@ -65,10 +77,14 @@ def _columns(rows: list[dict]) -> dict[str, list]:
     return {key: [row.get(key) for row in rows] for key in rows[0] if key != "messages"}
 
 
-def summary_figures(rows: list[dict], answers: list[str], params: dict | None = None) -> dict[str, float]:
-    """The mean of every `summary.*` reward over the validation images, called as GRPO calls them."""
+def summary_figures(rows: list[dict], answers: list, params: dict | None = None) -> dict[str, float]:
+    """The mean of every `summary.*` reward over the validation images (and their samples), called as GRPO
+    calls them."""
     from bbuqc.rewards import get_reward, reward_names
 
+    samples = _samples(answers)
+    rows = [row for row, a in zip(rows, samples) for _ in a]
+    answers = [x for a in samples for x in a]
     columns = _columns(rows)
     out, params = {}, params or {}
     for rid in reward_names():
@@ -80,8 +96,8 @@ def summary_figures(rows: list[dict], answers: list[str], params: dict | None = 
 
 def answer_records(task: str, rows: list[dict], answers: list[str], limit: int) -> list[dict]:
     """What a validation answered for its first ``limit`` rows (the same rows every validation, so a row's
-    answers can be followed from step to step): its label, the answer and how it was read."""
-    rows, answers = rows[:limit], answers[:limit]
+    answers can be followed from step to step): its label, the answer and how it was read (the first sample)."""
+    rows, answers = rows[:limit], [a[0] for a in _samples(answers[:limit])]
     if not rows:
         return []
     if task == "verdict":
@@ -103,14 +119,17 @@ def answer_records(task: str, rows: list[dict], answers: list[str], limit: int) 
 
 
 class Generator:
-    """Greedy answers of the model being trained, batched with left padding like `bbuqc-evaluate`."""
+    """Greedy answers of the model being trained (or ``samples`` sampled ones per row at ``temperature``, as a
+    list per row), batched with left padding like `bbuqc-evaluate`."""
 
-    def __init__(self, model: Any, processor: Any, task: str, max_new_tokens: int, batch_size: int):
+    def __init__(self, model: Any, processor: Any, task: str, max_new_tokens: int, batch_size: int,
+                 samples: int = 1, temperature: float = 1.0):
         self.model, self.processor, self.task = model, processor, task
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.samples, self.temperature = samples, temperature
 
-    def answers(self, rows: list[dict]) -> list[str]:
+    def answers(self, rows: list[dict]) -> list:
         import torch
 
         was_training, side = self.model.training, self.tokenizer.padding_side
@@ -141,11 +160,13 @@ class Generator:
                      for r in rows]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
-        gen = self.model.generate(
-            **enc, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        return self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        n = self.samples
+        sampling = dict(do_sample=True, temperature=self.temperature, num_return_sequences=n) if n > 1 else \
+            dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                  **sampling)
+        texts = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [texts[i * n : (i + 1) * n] for i in range(len(rows))] if n > 1 else texts
 
 
 class ValidationCallback(TrainerCallback):
@@ -166,6 +187,7 @@ class ValidationCallback(TrainerCallback):
         self._max_new_tokens = t.val_max_new_tokens or t.max_completion_length
         self._batch_size = t.val_batch_size
         self._keep = t.get("val_answers", 0)
+        self._samples, self._temperature = t.get("val_samples", 1), t.temperature
 
     def _answers(self) -> list[str]:
         if self._answer is not None:
@@ -173,7 +195,8 @@ class ValidationCallback(TrainerCallback):
         template = getattr(self.trainer, "template", None)
         processor = getattr(template, "processor", None) or self.trainer.processing_class
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        return Generator(model, processor, self.task, self._max_new_tokens, self._batch_size).answers(self.rows)
+        return Generator(model, processor, self.task, self._max_new_tokens, self._batch_size, self._samples,
+                         self._temperature).answers(self.rows)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # a resumed run continues the best so far: its validations up to the checkpoint's step (the log was

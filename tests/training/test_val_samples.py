@@ -1,0 +1,53 @@
+"""Validation with several sampled answers per row (`train.val_samples`, issue 31): the verdicts are majority-voted as
+`bbuqc-evaluate` votes them (val/accuracy), and val/accuracy_mean is one sample's accuracy on average."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bbuqc.config.store  # noqa: F401
+from bbuqc.checks import problems
+from bbuqc.protocol import verdict_answer
+from bbuqc.runtime.paths import CONF_DIR
+from bbuqc.stage_b.metrics import compute_metrics, score_answers
+from bbuqc.training.validation import Generator, answer_records, verdict_figures
+
+P, F = verdict_answer("通过", "图片_1 挡风板安装规范"), verdict_answer("不通过", "图片_1 缺少挡风板")
+LABELS = ["通过", "不通过", "通过"]
+SAMPLES = [[P, P, F], [P, F, F], [F, F, P]]  # votes: right, right, wrong; samples right: 2 + 2 + 1 of 9
+
+
+def test_samples_are_voted_as_evaluation_votes_them_and_averaged():
+    rows = [{"group_label": label, "summaries": {}} for label in LABELS]
+    figures = verdict_figures(rows, SAMPLES)
+    assert figures["val/accuracy"] == pytest.approx(2 / 3)
+    assert figures["val/accuracy_mean"] == pytest.approx(5 / 9)
+    records = [{"label": label, "answers": a, "rewards": score_answers(a, label, {})}
+               for label, a in zip(LABELS, SAMPLES)]
+    evaluated = compute_metrics(records)["overall"]  # what bbuqc-evaluate reports for 3 samples per group
+    assert figures["val/accuracy"] == evaluated["accuracy"]
+    assert figures["val/false_pass_rate"] == evaluated["false_pass_rate"]
+    assert figures["val/verdict.label"] == pytest.approx(evaluated["rewards"]["verdict.label"])
+    # one answer per row: as before, no mean over samples
+    assert "val/accuracy_mean" not in verdict_figures(rows, [a[0] for a in SAMPLES])
+    assert [r["answer"] for r in answer_records("verdict", rows, SAMPLES, 2)] == [P, P]  # the first sample kept
+
+
+def test_val_samples_must_be_positive():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["train.val_samples=0"])
+    assert problems(cfg, "train") == ["train.val_samples=0: expected an integer >= 1"]
+
+
+def test_the_generator_samples_n_answers_per_row(session_cache):
+    from bbuqc.models.loading import load_model_and_processor
+    from bbuqc.models.tiny import ensure_tiny_model
+
+    model, processor = load_model_and_processor(ensure_tiny_model("text"), multimodal=False)
+    rows = [{"messages": [{"role": "user", "content": text}]} for text in ("挡风板", "接地线", "线缆")]
+    answers = Generator(model, processor, "verdict", max_new_tokens=6, batch_size=2, samples=3,
+                        temperature=1.0).answers(rows)
+    assert [len(a) for a in answers] == [3, 3, 3] and all(isinstance(x, str) for a in answers for x in a)
+    greedy = Generator(model, processor, "verdict", max_new_tokens=6, batch_size=2).answers(rows)
+    assert len(greedy) == 3 and all(isinstance(x, str) for x in greedy)
