@@ -80,7 +80,7 @@ def images_for(n_images: int, seed: int = 0):
 
 def timed(backend, groups, mission, settings, batch_size: int) -> tuple[float, float, int]:
     """``(wall seconds, process CPU seconds, images)`` of the runner's batching loop over ``groups``."""
-    from bbuqc.stage_a.runner import generate_groups
+    from bbuqc.stage_a.batches import generate_groups
 
     start, cpu = time.perf_counter(), time.process_time()
     stats = generate_groups(groups, backend, mission, settings, batch_size, emit=lambda rec: None)

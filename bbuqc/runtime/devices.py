@@ -43,7 +43,7 @@ def require_devices(cfg: Any) -> None:
     its GPU node), not where a sweep is launched from."""
     if "infer" in cfg and cfg.infer.get("ray_address") is not None or \
             any(node in cfg and int(cfg[node].get("workers", 1)) > 1 for node in ("infer", "evaluate")):
-        return  # Ray Data's actors hold the models: the cluster's GPUs are checked there (bbuqc/models/ray_data.py)
+        return  # Ray Data's actors hold the models: the cluster's GPUs are checked there (bbuqc/runtime/ray_pool.py)
     wants = []
     if str(cfg.compute.device) == "cuda":
         wants.append("compute.device=cuda")

@@ -18,7 +18,8 @@ training knobs, which ``resolve_model`` sets from ``model.min_pixels``/``max_pix
 otherwise the processor's own limits apply.
 
 A backend raises on any failure of a call (a corrupt image, an out-of-memory batch); the
-runner then retries that batch's images one by one.
+batching loop (batches.py) then retries that batch's images one by one. :func:`backend_for` builds the
+configured one (``infer.backend``, the resolved model and adapter, ``compute.*``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from omegaconf import DictConfig
 
 from bbuqc.missions import Mission
 from bbuqc.prompts.summary import IMAGE_TAG, summary_messages
@@ -251,3 +254,18 @@ def make_backend(name: str, model_path: str | Path, *, device: str = "cpu", prec
         return VLLMBackend(model_path, dtype=precision, gpu_memory_utilization=gpu_memory_utilization,
                            max_model_len=max_model_len, adapter=adapter)
     return HFBackend(model_path, device=device, dtype=precision, adapter=adapter)
+
+
+def settings_of(cfg: DictConfig) -> GenerationSettings:
+    """``infer.max_new_tokens`` and ``infer.temperature``."""
+    return GenerationSettings(max_new_tokens=int(cfg.infer.max_new_tokens), temperature=float(cfg.infer.temperature))
+
+
+def backend_for(cfg: DictConfig) -> Backend:
+    """The configured backend, with its model loaded (once per process: the command's, or a Ray worker's)."""
+    from bbuqc.models.resolve import resolve_model
+
+    model = resolve_model(cfg)
+    return make_backend(cfg.infer.backend, model.path, device=cfg.compute.device, precision=cfg.compute.precision,
+                        gpu_memory_utilization=cfg.compute.vllm_gpu_memory_utilization,
+                        max_model_len=cfg.compute.get("vllm_max_model_len"), adapter=model.adapter)

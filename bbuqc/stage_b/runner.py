@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from bbuqc.data.records import StageAFormatError, iter_stage_a_files
 from bbuqc.data.rows import verdict_row
 from bbuqc.errors import InputError
 from bbuqc.runtime.offline import use_offline_defaults
+from bbuqc.runtime.ray_pool import cluster_for, fan_out
 
 from .metrics import attribution, compute_metrics, score_answers, vote
 from .outputs import (
@@ -178,16 +179,9 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
         raise EvaluationInputError(str(exc)) from None
     # Ray is joined before predictions.jsonl is opened: an unreachable evaluate.ray_address writes nothing
     use_ray = workers > 1 and model is None and any(g.key not in done for g in groups)
-    cluster = nullcontext()
-    if use_ray:
-        from bbuqc.models.ray_data import ray_cluster
-
-        cluster = ray_cluster(ev.get("ray_address"), field="evaluate.ray_address", workers=workers,
-                              workers_field="evaluate.workers", gpus=cfg.compute.device == "cuda")
-
     from bbuqc.tracking.runs import wandb_run
 
-    with cluster, ExitStack() as stack:
+    with cluster_for(cfg, "evaluate", use=use_ray), ExitStack() as stack:
         try:
             # locked (a second evaluation of this folder is refused), settings checked, tail repaired
             file = stack.enter_context(open_predictions(out_dir, settings, force=bool(ev.get("force_resume", False))))
@@ -260,33 +254,23 @@ def answer_on_ray(cfg: DictConfig, pending: list[Group], file, params: dict, *, 
                   model_factory=None) -> None:
     """Answer ``pending`` on ``evaluate.workers`` Ray actors in batches of ``evaluate.batch_size``
     (the in-process batches); write each group's line in input order as soon as it is its turn."""
-    import ray.exceptions
     from tqdm.auto import tqdm
 
-    from bbuqc.models.ray_data import ordered_map, worker_config
-
     ev = cfg.evaluate
-    workers, n = int(ev.workers), int(ev.samples_per_group)
+    n = int(ev.samples_per_group)
     batches = [pending[i : i + int(ev.batch_size)] for i in range(0, len(pending), int(ev.batch_size))]
     payloads = [[g.row["messages"] for g in b] for b in batches]
-    container = worker_config(cfg)
     with tqdm(total=total, initial=total - len(pending), unit="group", desc="Stage-B", disable=not ev.progress,
               dynamic_ncols=True) as bar:
-        try:
-            for index, answers in ordered_map(payloads, VerdictWorker, (container, model_factory), workers=workers,
-                                              gpus=cfg.compute.device == "cuda"):
-                batch = batches[index]
-                if len(answers) != len(batch) or any(len(a) != n for a in answers):
-                    raise RuntimeError(f"a Ray worker returned {[len(a) for a in answers]} answers for "
-                                       f"{len(batch)} prompts x {n} samples")
-                for group, texts in zip(batch, answers):
-                    append_prediction(file, prediction_record(group, texts, params))
-                bar.update(len(batch))
-        except ray.exceptions.RayError as exc:
-            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            raise EvaluationInputError(
-                f"evaluate.workers={workers}: a Ray worker failed ({first.strip()}); {file.written} groups of this "
-                f"run are in {file.path}: re-run the same command to resume") from None
+        for index, answers in fan_out(cfg, "evaluate", payloads, VerdictWorker, model_factory,
+                                      error=EvaluationInputError, written=lambda: file.written, output=file.path):
+            batch = batches[index]
+            if len(answers) != len(batch) or any(len(a) != n for a in answers):
+                raise RuntimeError(f"a Ray worker returned {[len(a) for a in answers]} answers for "
+                                   f"{len(batch)} prompts x {n} samples")
+            for group, texts in zip(batch, answers):
+                append_prediction(file, prediction_record(group, texts, params))
+            bar.update(len(batch))
 
 
 def flat_metrics(metrics: dict, prefix: str = "evaluate") -> dict[str, float | int | bool]:

@@ -129,7 +129,7 @@ def backend_killed_once(cfg, marker: str):
     OOM kill would. ``marker`` records that it happened."""
     import signal
 
-    from bbuqc.stage_a.runner import backend_for
+    from bbuqc.stage_a.backends import backend_for
 
     real = backend_for(cfg)
 
@@ -151,7 +151,7 @@ def backend_killed_on(cfg, image_name: str):
     that chunk can never finish, however often Ray restarts the actor."""
     import signal
 
-    from bbuqc.stage_a.runner import backend_for
+    from bbuqc.stage_a.backends import backend_for
 
     real = backend_for(cfg)
 

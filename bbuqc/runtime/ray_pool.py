@@ -1,4 +1,11 @@
-"""Batch inference on Ray Data, shared by Stage-A (``infer.workers``) and evaluation (``evaluate.workers``).
+"""Batch inference on Ray Data, shared by Stage-A (``infer.workers``) and evaluation (``evaluate.workers``):
+the one fan-out of both commands.
+
+- :func:`cluster_for` / :func:`fan_out`: what a command calls. The cluster is joined before the command
+  opens its output (an unreachable ``<node>.ray_address`` leaves nothing behind); the payloads go to
+  ``<node>.workers`` actors built from the config (:func:`worker_config`), results come back in order,
+  and a Ray failure past the retries is one line naming ``<node>.workers``, how much of the run is
+  already written and where, and that re-running the same command resumes.
 
 - :func:`ray_cluster`: attach to a cluster (``ray_address=auto|<host:port>``) or start a local
   one and shut it down afterwards. An address that cannot be reached is one line naming the
@@ -16,9 +23,9 @@
   returns anything. Past the limit the run stops with one line; whatever was written stays
   and a re-run resumes.
 
-The worker classes live with their command (bbuqc.stage_a.runner.StageAWorker,
+The worker classes live with their command (bbuqc.stage_a.workers.StageAWorker,
 bbuqc.stage_b.runner.VerdictWorker); ray is imported only here and only when
-``workers > 1``.
+the command runs on Ray.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from bbuqc.errors import InputError
@@ -98,6 +106,32 @@ def ray_cluster(address: str | None, *, field: str, workers: int, workers_field:
     finally:
         if started:
             ray.shutdown()
+
+
+def cluster_for(cfg, node: str, *, use: bool) -> AbstractContextManager[None]:
+    """The Ray cluster of command node ``node`` (``infer`` / ``evaluate``: its ``ray_address`` and
+    ``workers``) when ``use``, else nothing to join."""
+    if not use:
+        return nullcontext()
+    return ray_cluster(cfg[node].get("ray_address"), field=f"{node}.ray_address", workers=int(cfg[node].workers),
+                       workers_field=f"{node}.workers", gpus=cfg.compute.device == "cuda")
+
+
+def fan_out(cfg, node: str, payloads: list[Any], worker_cls: type, factory: Callable | None, *,
+            error: type[InputError], written: Callable[[], int], output: Path) -> Iterator[tuple[int, Any]]:
+    """``(index, result)`` of every payload, in order (:func:`ordered_map`), on ``<node>.workers`` actors
+    ``worker_cls(worker_config(cfg), factory)``. A Ray failure (an actor dead past its retries) is raised as
+    ``error``, one line: ``written()`` groups of this run are in ``output`` and a re-run resumes."""
+    import ray.exceptions
+
+    workers = int(cfg[node].workers)
+    try:
+        yield from ordered_map(payloads, worker_cls, (worker_config(cfg), factory), workers=workers,
+                               gpus=cfg.compute.device == "cuda")
+    except ray.exceptions.RayError as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise error(f"{node}.workers={workers}: a Ray worker failed ({first.strip()}); {written()} groups of this "
+                    f"run are in {output}: re-run the same command to resume") from None
 
 
 def worker_config(cfg) -> dict:
