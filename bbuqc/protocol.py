@@ -51,6 +51,29 @@ def summary_header(domain: str) -> str:
     return HEADER_TEMPLATE.format(domain)
 
 
+def postprocess_summary(raw: str) -> str:
+    """A Stage-A model output reduced to what a record stores for one image.
+
+    Special tokens removed; anything starting with ``无关图片`` (also after the
+    header) becomes exactly ``无关图片``; the header line and code fences are
+    dropped; the first line starting with ``{`` is kept (else the first
+    remaining line). The result is stripped; it may be empty (nothing usable).
+    """
+    text = strip_special_tokens(raw).strip()
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("```")]
+    if lines and HEADER_LIKE_RE.match(lines[0]):
+        lines = lines[1:]
+    if not lines:
+        return ""
+    if lines[0].startswith(IRRELEVANT):
+        return IRRELEVANT
+    for line in lines:
+        if line.startswith("{"):
+            return line
+    return lines[0]
+
+
 # --- verdict ----------------------------------------------------------------
 
 PASS = "通过"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bbuqc.errors import InputError
-from bbuqc.protocol import HEADER_LIKE_RE, IRRELEVANT, strip_special_tokens
 
 LABEL_DIRS = {"审核通过": "pass", "审核不通过": "fail"}
 VERDICT_OF_LABEL = {"pass": "通过", "fail": "不通过"}
@@ -198,29 +197,6 @@ def write_stage_a_jsonl(path: str | Path, records: list[StageARecord]) -> None:
     with Path(path).open("w", encoding="utf-8") as handle:
         for rec in records:
             handle.write(record_to_line(rec) + "\n")
-
-
-def postprocess_summary(raw: str) -> str:
-    """A Stage-A model output reduced to what a record stores for one image.
-
-    Special tokens removed; anything starting with ``无关图片`` (also after the
-    header) becomes exactly ``无关图片``; the header line and code fences are
-    dropped; the first line starting with ``{`` is kept (else the first
-    remaining line). The result is stripped; it may be empty (nothing usable).
-    """
-    text = strip_special_tokens(raw).strip()
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("```")]
-    if lines and HEADER_LIKE_RE.match(lines[0]):
-        lines = lines[1:]
-    if not lines:
-        return ""
-    if lines[0].startswith(IRRELEVANT):
-        return IRRELEVANT
-    for line in lines:
-        if line.startswith("{"):
-            return line
-    return lines[0]
 
 
 def align_summaries(images: list[str], summaries: list[str]) -> dict[str, str]:

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from natsort import natsorted
 
-from bbuqc.data.records import postprocess_summary
-from bbuqc.protocol import IRRELEVANT
+from bbuqc.protocol import IRRELEVANT, postprocess_summary
 from bbuqc.rewards.summary.facts import extract_facts
 
 from .catalogue import MISSIONS, Mission, resolve_mission

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bbuqc.data.discovery import Group
-from bbuqc.data.records import StageAFormatError, StageARecord, align_summaries, postprocess_summary
+from bbuqc.data.records import StageAFormatError, StageARecord, align_summaries
 from bbuqc.missions import Mission
+from bbuqc.protocol import postprocess_summary
 
 from .backends import Backend, BackendError, GenerationSettings
 

@@ -11,12 +11,12 @@ from bbuqc.data.records import (
     align_summaries,
     decode_summaries,
     iter_stage_a_jsonl,
-    postprocess_summary,
     read_stage_a_jsonl,
     record_from_dict,
     record_to_line,
     write_stage_a_jsonl,
 )
+from bbuqc.protocol import postprocess_summary
 
 SUMMARY = '{"dataset":"BBU","objects_total":1,"统计":[{"类别":"BBU设备"}]}'
 
