@@ -319,7 +319,7 @@ class TrainConfig:
     # table val/answers: row, label, answer, parsed verdict or summary F1); 0: none
     val_answers: int = 32
     # what the job returns to a sweeper: these val/ metrics at the best checkpoint, as a tuple (one per
-    # hydra.sweeper.direction); empty: the select_by value alone (bbuqc/sweep/objective.py)
+    # hydra.sweeper.direction); empty: the select_by value alone (bbuqc/training/objective.py)
     objectives: list[str] = field(default_factory=list)
     # GRPO algorithm settings, under ms-swift's own names and defaults (README "GRPO settings")
     loss_type: LossType = LossType.grpo  # grpo | bnpo | dr_grpo | dapo | cispo | sapo | real | fipo

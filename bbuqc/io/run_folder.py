@@ -10,7 +10,7 @@
 - ``best_checkpoint.json`` and the ``best-checkpoint`` link (training/validation.py), ``last-checkpoint``
   (ms-swift), ``checkpoint-N/`` folders with ``trainer_state.json`` (transformers);
 - ``run_summary.json`` (training/diagnosis.py), ``trainable_parameters.json`` (training/callbacks.py),
-  ``wandb_run_id`` (training/checkpoints.py), ``wandb_artifacts.json`` (sweep/lineage.py), ``data/``.
+  ``wandb_run_id`` (training/checkpoints.py), ``wandb_artifacts.json`` (tracking/lineage.py), ``data/``.
 
 Writers name their files from here; every reader (validation's resume, checkpoints' log cutting, the
 end-of-run diagnosis, a sweep job's objective, the sweep report, the demo) reads through the functions

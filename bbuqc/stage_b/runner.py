@@ -197,7 +197,7 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
         )
         wb = stack.enter_context(wandb_run(cfg, out_dir, job_type="evaluate"))
         if wb is not None and cfg.model.adapter:
-            from bbuqc.sweep.lineage import use_adapter_artifact
+            from bbuqc.tracking.lineage import use_adapter_artifact
 
             use_adapter_artifact(wb, cfg.model.adapter)  # links this evaluation to the training run in W&B
         if pending and use_ray:

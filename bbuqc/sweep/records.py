@@ -7,7 +7,7 @@ Registered in conf/common.yaml under `hydra.callbacks.sweep_records`.
   error}); `<job dir>/error.txt` when the job raised (type, message, traceback).
 - `on_run_start` / `on_multirun_start` (bbuqc-train): `train.objectives` must name validation
   metrics, and a search sweeper (anything but the grid; e.g. hydra/sweeper=optuna) needs jobs that
-  validate and produce the objective (bbuqc/sweep/objective.py); else `error:` lines, exit 2,
+  validate and produce the objective (bbuqc/sweep/objective.py, bbuqc/training/objective.py); else `error:` lines, exit 2,
   before the first trial. Then the sweep folder is made: one that cannot be is one `error:` line,
   exit 2.
 - `on_multirun_end` (the process that started the sweep): `<sweep dir>/sweep_summary.json`,

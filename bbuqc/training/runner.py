@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
     """Train; returns the held-out objective at the best checkpoint (what a sweeper optimises,
-    bbuqc/sweep/objective.py), None without validation."""
+    bbuqc/training/objective.py), None without validation."""
     use_offline_defaults()
     from hydra.core.hydra_config import HydraConfig
 
     from bbuqc.runtime.nodes import distributed, is_worker, node_layout
-    from bbuqc.sweep.objective import job_objective
     from bbuqc.training.diagnosis import write_summary
+    from bbuqc.training.objective import job_objective
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if is_worker():  # one rank of a run bbuqc launched: node 0's launcher prepared the inputs
@@ -53,7 +53,7 @@ def run(cfg: DictConfig) -> float | tuple[float, ...] | None:
 
 
 def _train_logged(cfg: DictConfig, inputs, run_dir: Path) -> None:
-    from bbuqc.sweep.lineage import log_checkpoints
+    from bbuqc.tracking.lineage import log_checkpoints
     from bbuqc.tracking.runs import wandb_run
     from bbuqc.training.checkpoints import wandb_run_id
 

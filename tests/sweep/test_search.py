@@ -17,8 +17,9 @@ from omegaconf import OmegaConf
 from bbuqc.cli import CONF_DIR
 from bbuqc.report import main as report_main
 from bbuqc.sweep.comparison import REPORT_CSV, REPORT_MD, pareto_front
-from bbuqc.sweep.objective import job_objective, search_problems
+from bbuqc.sweep.objective import search_problems
 from bbuqc.tracking.wandb_records import find_run_files, read_run, records
+from bbuqc.training.objective import job_objective
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,8 +79,7 @@ def test_the_job_returns_its_objective_at_the_best_checkpoint(tmp_path):
 
 def test_the_validation_file_names_match_what_training_writes():
     pytest.importorskip("transformers")
-    from bbuqc.sweep import objective
-    from bbuqc.training import validation
+    from bbuqc.training import objective, validation
 
     assert (objective.BEST_JSON, objective.HISTORY) == (validation.BEST_JSON, validation.HISTORY)
 
@@ -174,7 +174,7 @@ def test_unknown_metric_and_no_finished_job_are_one_error_line(tmp_path, capsys)
 def test_the_evaluation_uses_the_artifact_the_training_logged(tmp_path, monkeypatch):
     import wandb
 
-    from bbuqc.sweep.lineage import ARTIFACTS_JSON, log_checkpoints, use_adapter_artifact
+    from bbuqc.tracking.lineage import ARTIFACTS_JSON, log_checkpoints, use_adapter_artifact
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = make_run(tmp_path / "train", [_val(2, 0.8, 0.1), _val(4, 0.6, 0.0)], best_step=2)
