@@ -587,6 +587,38 @@ def _(d, w):
                  [f"model.adapter={ckpt}", "infer.backend=vllm cannot apply", "bbuqc-export"])
 
 
+@case("evaluate.vllm-modules-to-save", "`evaluate.backend=vllm` with an adapter that trains whole modules")
+def _(d, w):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    ckpt = d / "checkpoint-1"  # only what the check reads: the adapter's config and a weights file
+    ckpt.mkdir()
+    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8,
+                                                          "modules_to_save": ["embed_tokens", "lm_head"]}))
+    save_file({"w": np.zeros((2, 2), np.float32)}, str(ckpt / "adapter_model.safetensors"))
+    return Probe([f"model.adapter={ckpt}", "evaluate.backend=vllm"],
+                 [f"model.adapter={ckpt}", "evaluate.backend=vllm cannot apply", "bbuqc-export"])
+
+
+# --- several nodes (docs/gpu.md, "Several nodes") --------------------------------------------------
+@case("train.nnodes-zero", "`compute.nnodes` below 1")
+def _(d, w):
+    return Probe(["compute.nnodes=0"], ["compute.nnodes=0", "expected an integer >= 1"])
+
+
+@case("train.node-rank-out-of-range", "`compute.node_rank` not below `compute.nnodes`")
+def _(d, w):
+    return Probe(["compute.nnodes=2", "compute.node_rank=2", "compute.master_addr=127.0.0.1"],
+                 ["compute.node_rank=2", "0 <= node_rank < compute.nnodes=2"])
+
+
+@case("train.master-addr-unresolvable", "a master address that does not resolve (within 5 s)")
+def _(d, w):
+    return Probe(["compute.nnodes=2", "compute.master_addr=node0.bbuqc.invalid"],
+                 ["compute.master_addr=node0.bbuqc.invalid", "does not resolve"])
+
+
 # --- data files ----------------------------------------------------------------------------------
 
 TRAIN_VERDICT = ["task=verdict", "algo=sft", "data.source=files", "logger=none", "train.max_steps=1"]
