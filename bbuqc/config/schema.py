@@ -321,7 +321,7 @@ class TrainConfig:
     # what the job returns to a sweeper: these val/ metrics at the best checkpoint, as a tuple (one per
     # hydra.sweeper.direction); empty: the select_by value alone (bbuqc/training/objective.py)
     objectives: list[str] = field(default_factory=list)
-    # GRPO algorithm settings, under ms-swift's own names and defaults (README "GRPO settings")
+    # GRPO algorithm settings, under ms-swift's own names and defaults (docs/training.md "GRPO settings")
     loss_type: LossType = LossType.grpo  # grpo | bnpo | dr_grpo | dapo | cispo | sapo | real | fipo
     epsilon: float = 0.2  # PPO clip range (lower side)
     epsilon_high: float | None = None  # upper clip (DAPO clip-higher, e.g. 0.28); null: epsilon

@@ -160,7 +160,7 @@ def _grpo_kwargs(cfg: DictConfig, inputs: RunInputs) -> dict[str, Any]:
         "max_completion_length": t.max_completion_length,
         "temperature": t.temperature,
         "beta": t.beta,
-        # the algorithm (README "GRPO settings"); ms-swift's names, so its docs apply as written
+        # the algorithm (docs/training.md "GRPO settings"); ms-swift's names, so its docs apply as written
         "loss_type": t.loss_type,
         "epsilon": t.epsilon,
         "epsilon_high": t.epsilon_high,
