@@ -33,9 +33,10 @@ from typing import Any, Protocol
 from omegaconf import DictConfig
 
 from bbuqc.missions import Mission
+from bbuqc.models.vllm_engine import vllm_missing
 from bbuqc.prompts.summary import IMAGE_TAG, summary_messages
 
-VLLM_MISSING = "infer.backend=vllm: vLLM is not installed (pip install -e '.[gpu]' on a GPU machine)"
+VLLM_MISSING = vllm_missing("infer.backend")
 BACKENDS = ("hf", "vllm")
 
 
@@ -191,46 +192,28 @@ class HFBackend:
 
 # ---------------------------------------------------------------------------------------------- vLLM
 
-_VLLM_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
 class VLLMBackend:
-    """vLLM offline inference; one engine per process (one GPU; ``infer.workers`` runs one actor per GPU)."""
+    """vLLM offline inference; one engine per process (one GPU; ``infer.workers`` runs one actor per GPU), built
+    as evaluation's (bbuqc/models/vllm_engine.py: the adapter as a LoRA request, not merged)."""
 
     name = "vllm"
 
     def __init__(self, model_path: str | Path, dtype: str = "bf16", gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, seed: int = 0, adapter: str | Path | None = None):
+        from bbuqc.errors import InputError
+        from bbuqc.models.vllm_engine import build_engine
+
+        bounds = pixel_bounds()
         try:
-            import vllm
-        except ImportError:
-            raise BackendError(VLLM_MISSING) from None
+            self._vllm, self.llm, self.lora = build_engine(
+                "infer.backend", model_path, adapter=adapter, dtype=dtype,
+                gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed,
+                limit_mm_per_prompt={"image": 1}, **({"mm_processor_kwargs": bounds} if bounds else {}))
+        except InputError as exc:  # vLLM is not installed
+            raise BackendError(str(exc)) from None
         from transformers import AutoProcessor
 
-        self._vllm = vllm
         self.processor = AutoProcessor.from_pretrained(str(model_path))
-        engine_kwargs: dict[str, Any] = dict(
-            model=str(model_path),
-            dtype=_VLLM_DTYPES.get(dtype, dtype),
-            gpu_memory_utilization=gpu_memory_utilization,
-            limit_mm_per_prompt={"image": 1},
-            seed=seed,
-        )
-        if max_model_len:
-            engine_kwargs["max_model_len"] = max_model_len
-        bounds = pixel_bounds()
-        if bounds:
-            engine_kwargs["mm_processor_kwargs"] = bounds
-        self.lora = None
-        if adapter:
-            # vLLM applies the LoRA per request (no merge); rank from the checkpoint so the engine sizes it
-            from vllm.lora.request import LoRARequest
-
-            from bbuqc.models.adapters import read_adapter
-
-            engine_kwargs.update(enable_lora=True, max_lora_rank=max(8, read_adapter(adapter).rank or 8))
-            self.lora = LoRARequest("adapter", 1, str(adapter))
-        self.llm = vllm.LLM(**engine_kwargs)
         self._prompts: dict[str, str] = {}
 
     def generate(self, images: list[Path], mission: Mission, settings: GenerationSettings) -> list[str]:
