@@ -530,6 +530,18 @@ def _(d, w):
                  ["lora.vision=true", "model=tiny_text is a text-only model"])
 
 
+@case("train.vllm-memory-fraction", "a vLLM memory fraction outside (0, 1]")
+def _(d, w):
+    return Probe(["compute=gpu_vllm", "compute.vllm_gpu_memory_utilization=1.5"],
+                 ["compute.vllm_gpu_memory_utilization=1.5", "0 < x <= 1"])
+
+
+@case("train.vllm-tensor-parallel", "a vLLM tensor parallel size that does not divide the GPUs")
+def _(d, w):
+    return Probe(["compute=gpu_zero2", "compute.vllm_tensor_parallel_size=3"],
+                 ["compute.vllm_tensor_parallel_size=3", "must divide compute.nproc_per_node=8"])
+
+
 @case("train.reward-param-negative", "a reward parameter out of its declared range")
 def _(d, w):
     return Probe(["task=verdict", "reward=verdict_cost", "reward.params.verdict.cost.false_pass=-1"],
