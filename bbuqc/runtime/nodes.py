@@ -116,6 +116,12 @@ def require_rendezvous(cfg: Any, command: str, timeout: float = RESOLVE_TIMEOUT_
                          "(hydra.launcher.nodes), which give the layout; leave compute.nnodes, node_rank and "
                          "master_addr null")
     layout = node_layout(cfg.compute)
+    hydra = cfg.get("hydra")  # a single run's config (the validation callback); a sweep job's folder is the sweep's
+    if layout.nnodes > 1 and hydra is not None and hydra.get("mode") != "MULTIRUN" and not any(
+            _key(o) == "hydra.run.dir" for o in hydra.overrides.hydra):
+        # without it each node would make its own dated folder, and node 0's prepared inputs would be elsewhere
+        raise InputError(f"compute.nnodes={layout.nnodes}: every node works in one run folder; set "
+                         "hydra.run.dir=<a folder all nodes share>, the same on each node")
     if layout.nnodes > 1 and layout.master_addr and not _resolves(layout.master_addr, timeout):
         raise InputError(f"{layout.field}={layout.master_addr}: does not resolve to an address from this node "
                          f"(within {timeout:g} s); expected node 0's host name or IP, the same on every node")

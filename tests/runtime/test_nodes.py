@@ -89,6 +89,21 @@ def test_bad_layouts_are_named(overrides, line):
     assert len(found) == 1 and found[0].startswith(line), found
 
 
+def test_several_nodes_need_one_named_run_folder(no_slurm):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from bbuqc.runtime.paths import CONF_DIR
+
+    layout = ["compute.nnodes=2", "compute.master_addr=127.0.0.1"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):  # with the hydra node, as the callback sees it
+        dated = hydra_compose("train", overrides=layout, return_hydra_config=True)
+        named = hydra_compose("train", overrides=[*layout, "hydra.run.dir=/shared/run"], return_hydra_config=True)
+    with pytest.raises(InputError, match=r"^compute.nnodes=2: every node works in one run folder; set hydra.run.dir="):
+        require_rendezvous(dated, "train")
+    require_rendezvous(named, "train")
+
+
 @pytest.mark.parametrize("overrides, line", [
     (["compute.nnodes=0"], "error: compute.nnodes=0: expected an integer >= 1"),
     (["compute.nnodes=2", "compute.node_rank=2", "compute.master_addr=127.0.0.1"],
