@@ -1,4 +1,8 @@
-"""Shared fixtures: an isolated cache for built models and data, offline everywhere."""
+"""Shared fixtures: an isolated cache for built models and data, offline everywhere.
+
+Shared helpers live in tests/support.py (``compose``, ``run_cli``, ``error_lines``): this folder is on
+``sys.path`` for every test because this conftest is in it.
+"""
 
 from __future__ import annotations
 

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.cli import CONF_DIR
 from bbuqc.checks import problems
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -29,6 +28,5 @@ def _bench(name: str):
 @pytest.mark.parametrize(("module", "attribute"), [("bench_learning", "OVERRIDES"), ("bench_sweep", "SWEEP")])
 def test_benchmark_overrides_compose_and_validate(module, attribute, tmp_path):
     overrides = list(getattr(_bench(module), attribute))
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides + [f"hydra.run.dir={tmp_path}"])
+    cfg = compose("train", overrides + [f"hydra.run.dir={tmp_path}"])
     assert problems(cfg, "train") == []

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
+from bbuqc.checks import problems
 from bbuqc.cli import CONF_DIR
 from bbuqc.config.reward_sets import reward_set, reward_set_names
-from bbuqc.checks import problems
 from bbuqc.missions import MISSIONS
 from bbuqc.rewards import reward_id_problem
 
@@ -27,14 +27,9 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
-def _compose(overrides: list[str], command: str = "train"):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=command, overrides=overrides)
-
-
 def _fit(overrides: list[str], tmp_path: Path) -> list[str]:
     """Make an option runnable: real presets need a checkpoint folder, GPU presets a GPU."""
-    cfg = _compose(overrides)
+    cfg = compose("train", overrides)
     extra = []
     if not cfg.model.preset.startswith("tiny"):
         extra.append(f"model.path={tmp_path}")
@@ -51,7 +46,7 @@ def _fit(overrides: list[str], tmp_path: Path) -> list[str]:
     "group,option", [(g, o) for g in GROUPS for o in _options(g)] + [("mission", m) for m in MISSIONS]
 )
 def test_every_group_option_composes_and_validates(group, option, tmp_path):
-    cfg = _compose(_fit([f"{group}={option}"], tmp_path))
+    cfg = compose("train", _fit([f"{group}={option}"], tmp_path))
     assert OmegaConf.select(cfg, group) is not None
     assert problems(cfg, "train") == []
 
@@ -69,20 +64,20 @@ def test_every_experiment_composes_and_validates(experiment):
     # an experiment names its command in its usage line (`python -m bbuqc.<command> experiment=...`)
     text = (EXPERIMENTS / f"{experiment}.yaml").read_text(encoding="utf-8")
     command = next((c for c in ("infer", "evaluate", "export") if f"bbuqc.{c} " in text), "train")
-    cfg = _compose([f"experiment={experiment}"], command)
+    cfg = compose(command, [f"experiment={experiment}"])
     assert cfg.experiment == experiment
     assert problems(cfg, command) == []
 
 
 def test_weights_are_nested_by_namespace():
-    cfg = _compose(["reward.weights.summary.format=0.5"])
+    cfg = compose("train", ["reward.weights.summary.format=0.5"])
     assert cfg.reward.weights.summary.format == 0.5
     # order is the reward set's order, which is the order ms-swift receives
     assert list(cfg.reward.weights.summary)[:3] == ["format", "header", "strict"]
 
 
 def test_summary_full_matches_the_contract():
-    cfg = _compose(["reward=summary_full"])
+    cfg = compose("train", ["reward=summary_full"])
     weights = {f"summary.{k}": v for k, v in cfg.reward.weights.summary.items()}
     assert weights == {
         "summary.format": 1.0, "summary.header": 2.0, "summary.strict": 2.0, "summary.parse": 1.5,

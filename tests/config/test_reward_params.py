@@ -4,12 +4,11 @@ GRPO (through the ms-swift bridge), in-training validation and evaluation score 
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.cli import CONF_DIR
-from bbuqc.config.reward_sets import flatten_params, reward_params, reward_set
 from bbuqc.checks import problems
+from bbuqc.config.reward_sets import flatten_params, reward_params, reward_set
 from bbuqc.stage_b.metrics import score_answers
 
 ANSWERS = ["通过\n理由: 图片_1 挡风板安装规范", "不通过\n理由: 图片_1 缺少挡风板", "通过"]
@@ -17,8 +16,7 @@ LABELS = ["不通过", "通过", "通过"]  # a false pass, a false fail, an inv
 
 
 def _compose(overrides: list[str], command: str = "train"):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=command, overrides=overrides)
+    return compose(command, overrides)
 
 
 def test_verdict_cost_set_composes_with_its_params():

@@ -96,15 +96,12 @@ def test_hydra_rejects_unknown_options_and_types(overrides, key, tmp_path):
 
 def test_choice_values_compose_as_the_strings_users_type():
     """An Enum member is its string: code comparing with "cpu" and configs written as text keep working."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
+    from support import compose
 
-    import bbuqc.config.store  # noqa: F401
     from bbuqc.config.schema import Device, Rollout, choice_names
-    from bbuqc.runtime.paths import CONF_DIR
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["compute=gpu_vllm", "infer.backend=vllm"])
+    cfg = compose("train", ["compute=gpu_vllm", "infer.backend=vllm"])
     assert cfg.compute.device is Device.cuda and cfg.compute.device == "cuda" and f"{cfg.compute.device}" == "cuda"
     assert cfg.compute.rollout == Rollout.vllm_colocate and cfg.infer.backend == "vllm"
     assert "device: cuda" in OmegaConf.to_yaml(cfg)

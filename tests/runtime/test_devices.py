@@ -10,19 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.errors import InputError
 from bbuqc.runtime.devices import local_gpu_count, require_devices
-from bbuqc.runtime.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(command: str, *overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=command, overrides=list(overrides))
+    return compose(command, overrides)
 
 
 @pytest.mark.parametrize("visible, count", [("", 0), ("-1", 0), ("0", 1), ("0,3", 2)])

@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
 from bbuqc.errors import InputError
 from bbuqc.runtime.nodes import NodeLayout, node_layout, require_rendezvous, torchrun_command, worker_overrides
-from bbuqc.runtime.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_JOB = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "77", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1",
@@ -24,8 +23,7 @@ SLURM_JOB = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "77", "SLURM_JOB_NUM_
 
 
 def _cfg(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose("train", overrides)
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.cli import CONF_DIR
 from bbuqc.checks import problems
 from bbuqc.training.args import RunInputs, swift_kwargs
 
@@ -19,8 +18,7 @@ INPUTS = RunInputs(
 
 
 def kwargs(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides))
+    cfg = compose("train", overrides)
     assert problems(cfg, "train") == [], problems(cfg, "train")
     return swift_kwargs(cfg, INPUTS)
 
@@ -133,8 +131,7 @@ def test_sft_maps_to_train_arguments_without_grpo_fields():
 def test_an_adapter_is_continued_not_merged(tmp_path):
     from dataclasses import replace
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["task=verdict"])
+    cfg = compose("train", ["task=verdict"])
     kw = swift_kwargs(cfg, replace(INPUTS, adapter="/runs/sft/checkpoint-8"))
     assert kw["adapters"] == ["/runs/sft/checkpoint-8"]
     assert "adapters" not in swift_kwargs(cfg, INPUTS)
@@ -193,8 +190,7 @@ def test_every_argument_bbuqc_sets_names_its_bbuqc_field():
 
     for overrides in (["chord=on"], ["algo=sft", "task=verdict"], *([f"compute={p}"] for p in GPU)):
         assert set(kwargs(*overrides)) <= set(OWNED), overrides
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["task=verdict"])
+    cfg = compose("train", ["task=verdict"])
     from dataclasses import replace
 
     assert set(swift_kwargs(cfg, replace(INPUTS, adapter="/a"))) <= set(OWNED)
@@ -221,8 +217,7 @@ def test_vision_options_reach_ms_swift_and_are_refused_where_they_cannot_train()
 
 
 def _problems(*overrides: str) -> list[str]:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides))
+    cfg = compose("train", overrides)
     return problems(cfg, "train")
 
 
@@ -254,8 +249,8 @@ def test_ms_swift_choices_are_refused_while_composing_naming_the_field(override,
 
     from bbuqc.cli import compose_error_lines
 
-    with pytest.raises(HydraException) as err, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        compose(config_name="train", overrides=[override])
+    with pytest.raises(HydraException) as err:
+        compose("train", [override])
     (found,) = compose_error_lines(err.value)
     assert found.startswith(line), found
 

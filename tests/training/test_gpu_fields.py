@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.cli import CONF_DIR
 from bbuqc.checks import problems
 from bbuqc.training.args import RunInputs, swift_kwargs
 
@@ -22,8 +21,7 @@ INPUTS = RunInputs(run_dir=Path("/runs/r1"), model_dir="/models/m", model_type="
 
 
 def _cfg(*overrides: str, command: str = "train"):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=command, overrides=list(overrides))
+    return compose(command, overrides)
 
 
 def _kwargs(*overrides: str) -> dict:

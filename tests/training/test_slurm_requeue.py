@@ -11,10 +11,9 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.cli import CONF_DIR
 from bbuqc.training.slurm import REQUEUED_ENV, ResumeWhenRequeued, ResumingSlurmLauncher
 
 submitit = pytest.importorskip("submitit")
@@ -46,8 +45,7 @@ def test_a_timed_out_job_is_requeued_and_runs_as_a_resume(tmp_path):
 
 
 def test_the_slurm_launcher_config_builds_the_resuming_launcher():
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    cfg = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "bbuqc.training.slurm.ResumingSlurmLauncher"
     assert launcher.max_num_timeout > 0

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
 from bbuqc.protocol import verdict_answer
-from bbuqc.runtime.paths import CONF_DIR
 from bbuqc.stage_b.metrics import compute_metrics, score_answers
 from bbuqc.training.validation import Generator, answer_records, verdict_figures
 
@@ -35,8 +34,7 @@ def test_samples_are_voted_as_evaluation_votes_them_and_averaged():
 
 
 def test_val_samples_must_be_positive():
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["train.val_samples=0"])
+    cfg = compose("train", ["train.val_samples=0"])
     assert problems(cfg, "train") == ["train.val_samples=0: expected an integer >= 1"]
 
 
