@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 from bbuqc.errors import InputError
 from bbuqc.io.atomic import write_json_atomic
+from bbuqc.runtime.kill_point import kill_point
 
 T = TypeVar("T")
 
@@ -264,6 +265,7 @@ class ResumableJsonl(Generic[T]):
                              "written before are kept; re-run to resume)") from None
         self.records.append(record)
         self.written += 1
+        kill_point("jsonl-append")  # test-only (BBUQC_TEST_KILL_AT); nothing when unset
 
     def rewrite(self, lines: Iterable[str]) -> None:
         """Replace the whole file by ``lines`` (temp sibling + fsync + rename: the old or the new file,

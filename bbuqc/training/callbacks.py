@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -20,6 +21,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from bbuqc.io.run_folder import TRAINABLE, trainer_state
+from bbuqc.runtime.kill_point import ENV as KILL_ENV
+from bbuqc.runtime.kill_point import kill_point
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,15 @@ class RewardErrorsCallback(TrainerCallback):
             self.trainer._metrics["train"][key].append(value)
 
 
+class KillPointCallback(TrainerCallback):
+    """Test-only (``BBUQC_TEST_KILL_AT=checkpoint:<n>``, bbuqc/runtime/kill_point.py): the job dies right after
+    its n-th checkpoint is saved; attached only when that variable is set."""
+
+    def on_save(self, args, state, control, **kwargs):
+        kill_point("checkpoint")
+        return control
+
+
 def bbuqc_callbacks(cfg: DictConfig, trainer, inputs, wandb_run=None) -> list[TrainerCallback]:
     run_dir = Path(trainer.args.output_dir)
     callbacks: list[TrainerCallback] = [TrainableParamsCallback(trainer, run_dir, wandb_run)]
@@ -167,4 +179,6 @@ def bbuqc_callbacks(cfg: DictConfig, trainer, inputs, wandb_run=None) -> list[Tr
         from bbuqc.training.validation import ValidationCallback
 
         callbacks.append(ValidationCallback(cfg, trainer, inputs.validation, run_dir, wandb_run))
+    if os.environ.get(KILL_ENV):
+        callbacks.append(KillPointCallback())
     return callbacks

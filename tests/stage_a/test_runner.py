@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from stage_a_support import MISSION_ID, N_GROUPS, N_IMAGES, REPO, base_overrides
 from bbuqc.data.records import iter_stage_a_jsonl, record_from_dict
 from bbuqc.errors import InputError
 from bbuqc.missions import MISSIONS
+from bbuqc.runtime.kill_point import ENV as KILL_ENV
 from bbuqc.stage_a import runner as runner_mod
 from bbuqc.stage_a.runner import StageAError, run, run_stage_a
 
@@ -330,31 +330,27 @@ def test_resume_after_truncation_is_byte_identical(tmp_path, make_cfg, backend, 
     assert any("incomplete last line" in w for w in summary["warnings"]) == (cut not in ends)
 
 
-def _cli(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+def _cli(args: list[str], cwd: Path, env: dict | None = None, **popen) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "bbuqc.infer", *args], cwd=cwd, env=env, **popen)
 
 
 @pytest.mark.parametrize("kill_after", [1, 3])
 def test_sigkill_mid_run_then_rerun_is_byte_identical(tmp_path, tree, chatty_model, make_cfg, backend, reference,
                                                       kill_after):
-    """A real `python -m bbuqc.infer` killed with SIGKILL once ``kill_after`` records are on disk."""
+    """A real `python -m bbuqc.infer` killed with SIGKILL once ``kill_after`` records are on disk: it kills
+    itself right after the ``kill_after``-th durable line (BBUQC_TEST_KILL_AT), so the job cannot win a race."""
     out = tmp_path / "out.jsonl"
     args = base_overrides(tree, out, chatty_model, batch_size=1) + [f"hydra.run.dir={tmp_path / 'hydra'}"]
-    proc = _cli(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
+    proc = _cli(args, tmp_path, env={KILL_ENV: f"jsonl-append:{kill_after}"}, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE)
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out.exists() and out.read_bytes().count(b"\n") >= kill_after:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, f"run ended without being killed: {err.decode()[-2000:]}"
     killed_at = out.read_bytes()
     complete = killed_at[: killed_at.rfind(b"\n") + 1]
     assert kill_after <= complete.count(b"\n") < N_GROUPS and reference.startswith(complete)

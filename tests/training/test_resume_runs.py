@@ -4,17 +4,18 @@ Real ms-swift GRPO on the tiny text model, offline on CPU."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from bbuqc.runtime.kill_point import ENV as KILL_ENV
 from bbuqc.training.checkpoints import checkpoint_problem
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,15 +46,18 @@ def wandb_tables(run_dir: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def killed_and_resumed(session_cache, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("resume") / "run"
-    proc = subprocess.Popen(command(run_dir), cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + 600
-    while checkpoint_problem(run_dir / "checkpoint-4") is not None:  # a complete checkpoint-4, then kill
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint-4"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # the job SIGKILLs itself right after saving its second checkpoint, checkpoint-4 (BBUQC_TEST_KILL_AT): it
+    # cannot run past it, whatever the machine's speed
+    proc = subprocess.Popen(command(run_dir), cwd=REPO, env={**env(), KILL_ENV: "checkpoint:2"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=600)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # anything the job started dies with it
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, err[-3000:]
+    assert checkpoint_problem(run_dir / "checkpoint-4") is None, "no checkpoint-4"
     killed_id = (run_dir / "wandb_run_id").read_text().strip()
     # a checkpoint that was being written when the job died: checkpoint-6 with its weights but a torn
     # optimizer.pt and no trainer_state.json yet
