@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import compose
 
 from bbuqc.models import tiny
 
@@ -31,16 +32,6 @@ IMAGE_PAD = 151655
 
 def _preset(name: str) -> dict:
     return yaml.safe_load((PRESETS / f"{name}.yaml").read_text())
-
-
-def _compose(config_name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    import bbuqc.config.store  # noqa: F401
-    from bbuqc.cli import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
 
 
 @pytest.fixture
@@ -92,7 +83,7 @@ def test_real_vl_presets_state_an_image_budget_of_1024_tokens():
 def test_tiny_alias_and_kinds():
     from bbuqc.models.resolve import tiny_kind
 
-    kinds = {name: tiny_kind(_compose("train", [f"model={name}"])) for name in (*VL_TWINS, "tiny", "tiny_qwen2_5")}
+    kinds = {name: tiny_kind(compose("train", [f"model={name}"])) for name in (*VL_TWINS, "tiny", "tiny_qwen2_5")}
     assert kinds == {"tiny": "vl", "tiny_qwen2_vl": "vl", "tiny_qwen2_5_vl": "qwen2_5_vl", "tiny_qwen3_vl": "qwen3_vl",
                      "tiny_qwen2_5": "qwen2_5_text"}
     # the existing kinds keep their folders (caches and tests rely on them)
@@ -182,7 +173,7 @@ def test_training_and_stage_a_give_an_image_the_same_number_of_tokens(
     from bbuqc.models.swift_template import register_templates
     from bbuqc.stage_a.backends import HFBackend, pixel_bounds
 
-    cfg = _compose("train", [f"model={preset}", *extra])
+    cfg = compose("train", [f"model={preset}", *extra])
     model = resolve_model(cfg)  # sets the image-size environment, as every command does
     paths = []
     for i, (w, h) in enumerate([(640, 480), (97, 203), (20, 30)]):
@@ -287,7 +278,7 @@ def test_stage_a_runs_on_each_vl_twin(preset, session_cache, tmp_path, clean_ima
 
     root = _image_tree(tmp_path / "photos")
     out = tmp_path / "stage_a.jsonl"
-    cfg = _compose("infer", [f"model={preset}", "mission=bbu_wind", f"data.root={root}", f"infer.output={out}",
+    cfg = compose("infer", [f"model={preset}", "mission=bbu_wind", f"data.root={root}", f"infer.output={out}",
                              "infer.max_new_tokens=4", "infer.progress=false"])
     from bbuqc.data.records import read_stage_a_jsonl
 
