@@ -9,29 +9,19 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose, run_cli
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
-from bbuqc.runtime.paths import CONF_DIR
 from bbuqc.sweep import job_dirname
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ("train", "infer", "evaluate", "export")
 
 
-def _compose(command: str, *overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=command, overrides=list(overrides))
-
-
-def _run(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=kw.pop("cwd", REPO), capture_output=True, text=True, **kw)
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_says_what_the_command_does(command):
-    proc = _run(f"bbuqc.{command}", "--help")
+    proc = run_cli(f"bbuqc.{command}", "--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"bbuqc-{command}: ")
     assert "== Config groups" in proc.stdout and "model: " in proc.stdout
@@ -39,26 +29,26 @@ def test_help_says_what_the_command_does(command):
 
 
 def test_infer_and_evaluate_ignore_training_fields():
-    assert problems(_compose("infer", "lora.last_k=9", "train.num_generations=1", "chord.enabled=true"), "infer") == []
-    assert problems(_compose("evaluate", "task=verdict", "lora.last_k=9", "train.num_generations=1"), "evaluate") == []
+    assert problems(compose("infer", ["lora.last_k=9", "train.num_generations=1", "chord.enabled=true"]), "infer") == []
+    assert problems(compose("evaluate", ["task=verdict", "lora.last_k=9", "train.num_generations=1"]), "evaluate") == []
     # while training still checks them
-    assert any("lora.last_k=9" in p for p in problems(_compose("train", "lora.last_k=9"), "train"))
+    assert any("lora.last_k=9" in p for p in problems(compose("train", ["lora.last_k=9"]), "train"))
 
 
 def test_evaluate_refuses_the_summary_task():
-    assert problems(_compose("evaluate", "task=summary"), "evaluate") == [
+    assert problems(compose("evaluate", ["task=summary"]), "evaluate") == [
         "task=summary: bbuqc-evaluate judges groups (task=verdict)"]
 
 
 @pytest.mark.parametrize("args", [["mission=foo"], ["lora.nope=1"], ["train.max_steps=abc"], ["lora.last_k=0"]])
 def test_every_input_error_exits_2(args, tmp_path):
-    proc = _run("bbuqc.train", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli("bbuqc.train", *args, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert not (tmp_path / "run").exists()
 
 
 def test_export_needs_an_adapter_and_an_output(tmp_path):
-    proc = _run("bbuqc.export", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli("bbuqc.export", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
     assert [x for x in proc.stderr.splitlines() if x.startswith("error: ")] == [
         "error: model.adapter: required by bbuqc-export (the LoRA checkpoint folder to merge)",
@@ -72,8 +62,7 @@ def test_sweep_job_folders_are_flat_whatever_the_overrides():
     assert "审核通过" in name  # readable: only unsafe characters are replaced
     long = job_dirname(0, "x=" + "a" * 500)
     assert len(long) < 140 and long != job_dirname(0, "x=" + "a" * 499)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["model.path=/m/x"], return_hydra_config=True)
+    cfg = compose("train", ["model.path=/m/x"], return_hydra_config=True)
     from omegaconf import OmegaConf
 
     assert "bbuqc_job_dirname" in OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["subdir"]
@@ -82,8 +71,8 @@ def test_sweep_job_folders_are_flat_whatever_the_overrides():
 @pytest.mark.slow
 def test_a_path_override_sweep_gives_flat_job_folders(tmp_path, session_cache):
     sweep = tmp_path / "sweep"
-    proc = _run("bbuqc.train", "-m", f"model.path={tmp_path / 'missing'},{tmp_path / 'also'}", "logger=none",
-                f"hydra.sweep.dir={sweep}")
+    proc = run_cli("bbuqc.train", "-m", f"model.path={tmp_path / 'missing'},{tmp_path / 'also'}", "logger=none",
+                   f"hydra.sweep.dir={sweep}")
     assert proc.returncode != 0  # both jobs fail validation (no such folder) and are recorded
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
     assert len(jobs) == 2 and all((j / "job_status.json").is_file() for j in jobs)
@@ -136,7 +125,7 @@ def test_the_wheel_ships_the_configs(tmp_path):
 
 
 def test_an_unquoted_chinese_path_override_says_how_to_quote_it(tmp_path):
-    proc = _run("bbuqc.infer", "data.root=/data/审核通过", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli("bbuqc.infer", "data.root=/data/审核通过", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
     assert "data.root='/data/审核通过'" in line
@@ -147,16 +136,16 @@ def test_a_model_folder_with_python_files_is_refused_unless_trusted(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     (model / "modeling_evil.py").write_text("import os\n")
-    refused = problems(_compose("evaluate", f"model.path={model}"), "evaluate")
+    refused = problems(compose("evaluate", [f"model.path={model}"]), "evaluate")
     assert len(refused) == 1 and "modeling_evil.py" in refused[0] and "model.trust_remote_code" in refused[0]
-    assert problems(_compose("evaluate", f"model.path={model}", "model.trust_remote_code=true"), "evaluate") == []
+    assert problems(compose("evaluate", [f"model.path={model}", "model.trust_remote_code=true"]), "evaluate") == []
 
 
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, session_cache):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    proc = _run("bbuqc.evaluate", "data.max_rows=2", f"evaluate.output_dir={blocker / 'eval'}", "logger=none",
-                "evaluate.progress=false", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli("bbuqc.evaluate", "data.max_rows=2", f"evaluate.output_dir={blocker / 'eval'}", "logger=none",
+                   "evaluate.progress=false", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
     assert str(blocker / "eval") in line and "Not a directory" in line and "Traceback" not in proc.stderr

@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
-from bbuqc.runtime.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,9 +41,8 @@ def _checkpoint(folder: Path, rank: int, modules_to_save: list[str] | None = Non
 def test_resume_with_another_lora_rank_is_refused(tmp_path):
     # ms-swift silently kept the checkpoint's rank 8 while the run's config said lora.rank=16
     ckpt = _checkpoint(tmp_path / "checkpoint-1", rank=8)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        other = compose(config_name="train", overrides=[f"train.resume_from={ckpt}", "lora.rank=16"])
-        same = compose(config_name="train", overrides=[f"train.resume_from={ckpt}", "lora.rank=8"])
+    other = compose("train", [f"train.resume_from={ckpt}", "lora.rank=16"])
+    same = compose("train", [f"train.resume_from={ckpt}", "lora.rank=8"])
     assert [p for p in problems(other, "train") if "lora.rank" in p] == [
         f"lora.rank=16: train.resume_from={ckpt} has rank 8; a resumed run continues that LoRA, so set lora.rank=8"]
     assert not [p for p in problems(same, "train") if "lora.rank" in p]
@@ -53,10 +51,9 @@ def test_resume_with_another_lora_rank_is_refused(tmp_path):
 def test_continuing_a_lora_with_other_modules_to_save_is_refused(tmp_path):
     # PEFT restores the checkpoint's modules_to_save whatever the run says: say it, so the config is true
     ckpt = _checkpoint(tmp_path / "checkpoint-1", rank=8, modules_to_save=["lm_head", "embed_tokens"])
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        other = compose(config_name="train", overrides=[f"model.adapter={ckpt}", "lora.rank=8", "lora.last_k=2"])
-        same = compose(config_name="train", overrides=[f"model.adapter={ckpt}", "lora.rank=8",
-                                                       "lora.modules_to_save=[embed_tokens,lm_head]"])
+    other = compose("train", [f"model.adapter={ckpt}", "lora.rank=8", "lora.last_k=2"])
+    same = compose("train", [f"model.adapter={ckpt}", "lora.rank=8",
+                                                   "lora.modules_to_save=[embed_tokens,lm_head]"])
     assert [p for p in problems(other, "train") if "modules_to_save" in p] == [
         f"lora.modules_to_save=[]: model.adapter={ckpt} trains ['embed_tokens', 'lm_head']; training continues "
         "that LoRA, so set lora.modules_to_save=['embed_tokens', 'lm_head']"]
@@ -65,9 +62,8 @@ def test_continuing_a_lora_with_other_modules_to_save_is_refused(tmp_path):
 
 def test_vllm_refuses_an_adapter_with_whole_modules_naming_the_way_out(tmp_path):
     ckpt = _checkpoint(tmp_path / "checkpoint-1", rank=8, modules_to_save=["embed_tokens", "lm_head"])
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        vllm = compose(config_name="infer", overrides=[f"model.adapter={ckpt}", "infer.backend=vllm"])
-        hf = compose(config_name="infer", overrides=[f"model.adapter={ckpt}"])
+    vllm = compose("infer", [f"model.adapter={ckpt}", "infer.backend=vllm"])
+    hf = compose("infer", [f"model.adapter={ckpt}"])
     assert [p for p in problems(vllm, "infer") if "vllm" in p] == [
         f"model.adapter={ckpt}: trains whole modules (embed_tokens, lm_head; lora.modules_to_save), which "
         "infer.backend=vllm cannot apply; merge it (bbuqc-export) and pass the merged folder as model.path, "

@@ -79,11 +79,10 @@ def test_every_planned_command_composes_and_validates(tmp_path):
 
 def _compose_and_validate(checks: list, tmp_path: Path) -> None:
     """Each check's overrides are real fields with valid values (the folders the earlier checks write aside)."""
-    from hydra import compose, initialize_config_dir
+    from support import compose
 
     import bbuqc.config.store  # noqa: F401
     from bbuqc.checks import problems
-    from bbuqc.cli import CONF_DIR
 
     assert checks
     commands = {"bbuqc.train": "train", "bbuqc.infer": "infer", "bbuqc.evaluate": "evaluate", "bbuqc.export": "export"}
@@ -93,8 +92,7 @@ def _compose_and_validate(checks: list, tmp_path: Path) -> None:
         command = commands[check.argv[2]]
         overrides = [a for a in check.argv[3:] if a != "-m" and not a.startswith(("hydra.", "hydra/"))]
         overrides = [a.split(",")[0] if a.startswith("train.seed=") else a for a in overrides]
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name=command, overrides=overrides)
+        cfg = compose(command, overrides)
         found = [p for p in problems(cfg, command) if str(tmp_path) not in p]
         assert found == [], (check.name, found)
 
@@ -205,17 +203,15 @@ def test_the_air_gapped_venv_sees_the_node_packages_and_installs_from_the_folder
 def test_a_named_ray_cluster_runs_even_one_worker_and_checks_its_gpus_there(monkeypatch):
     """ray_data/* runs Stage-A on Ray with infer.workers=1 (infer.ray_address=local): the device check is then
     the cluster's, not this host's (bbuqc/runtime/devices.py)."""
-    from hydra import compose, initialize_config_dir
+    from support import compose
 
     import bbuqc.config.store  # noqa: F401
-    from bbuqc.cli import CONF_DIR
     from bbuqc.errors import InputError
     from bbuqc.runtime.devices import require_devices
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        on_ray = compose(config_name="infer", overrides=["compute=gpu", "infer.ray_address=local"])
-        here = compose(config_name="infer", overrides=["compute=gpu"])
+    on_ray = compose("infer", ["compute=gpu", "infer.ray_address=local"])
+    here = compose("infer", ["compute=gpu"])
     require_devices(on_ray)
     with pytest.raises(InputError, match="compute.device=cuda: no CUDA device is visible here"):
         require_devices(here)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
@@ -20,7 +20,6 @@ from bbuqc.missions import MISSIONS, all_missions, get_mission, mission_named, r
 from bbuqc.missions.catalogue import BUILT_IN_DIR, read_mission, use_search_path
 from bbuqc.prompts.summary import TAXONOMY, summary_system_prompt
 from bbuqc.prompts.verdict import verdict_user_prompt
-from bbuqc.runtime.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,10 +45,8 @@ def write_mission(conf: Path, stem: str | None = None, **fields) -> Path:
 
 def _compose(command: str, *folders: Path, overrides: tuple[str, ...] = ()):
     search = ",".join(f"file://{f}" for f in folders if f.is_dir())
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        # with its hydra node: the search path the command would read its missions from
-        return compose(config_name=command, return_hydra_config=True,
-                       overrides=[f"hydra.searchpath=[{search}]", *overrides])
+    # with its hydra node: the search path the command would read its missions from
+    return compose(command, [f"hydra.searchpath=[{search}]", *overrides], return_hydra_config=True)
 
 
 @pytest.fixture(autouse=True)
@@ -183,7 +180,6 @@ def test_training_workers_compose_your_mission_from_the_same_search_path(tmp_pat
     job = _compose("train", tmp_path, overrides=("mission=bbu_label",))
     [override] = search_path_override(job.hydra)
     assert override == f"hydra.searchpath=['file://{tmp_path}']"
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        worker = compose(config_name="train", overrides=[override, *job.hydra.overrides.task])
+    worker = compose("train", [override, *job.hydra.overrides.task])
     assert worker.mission.id == "bbu_label" and worker.mission.decision == LABEL["decision"]
     assert search_path_override(_compose("train").hydra) == []  # no folder of your own: nothing added

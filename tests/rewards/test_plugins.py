@@ -4,20 +4,16 @@ with; every bad plug-in refused in one line before any model loads."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose, run_cli
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
 from bbuqc.rewards import REGISTRY, get_reward
 from bbuqc.rewards.plugins import LOADED
-from bbuqc.runtime.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "rewards.md"
@@ -43,8 +39,7 @@ def plugin_file(tmp_path):
 
 
 def _problems(*overrides: str) -> list[str]:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["task=verdict", "reward=verdict_cost", *overrides])
+    cfg = compose("train", ["task=verdict", "reward=verdict_cost", *overrides])
     return problems(cfg, "train")
 
 
@@ -98,10 +93,9 @@ def test_a_grpo_run_trains_with_the_plugin_and_logs_its_mean(session_cache, tmp_
     plugin = tmp_path / "my_rewards.py"
     plugin.write_text(doc_example(), encoding="utf-8")
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "bbuqc.train", "task=verdict", "reward=verdict",
-                           f"reward.plugins=[{plugin}]", "+reward.weights.verdict.short_reason=1", "train.max_steps=2",
-                           "lora.last_k=1", f"hydra.run.dir={run_dir}"],
-                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"})
+    proc = run_cli("train", "task=verdict", "reward=verdict", f"reward.plugins=[{plugin}]",
+                   "+reward.weights.verdict.short_reason=1", "train.max_steps=2", "lora.last_k=1",
+                   f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
     steps = [s for s in steps if "loss" in s and "global_step/max_steps" in s]
