@@ -4,13 +4,10 @@ out of range, or a setting that nothing would read, is refused in one line befor
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import compose
+from support import compose, run_cli
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
@@ -117,10 +114,8 @@ def test_stage_a_checks_the_same_memory_fraction():
 
 def test_bad_value_exits_2_in_one_line_before_anything_is_written(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", "compute=gpu_vllm", "compute.vllm_gpu_memory_utilization=1.2",
-         f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=300)
+    proc = run_cli("train", "compute=gpu_vllm", "compute.vllm_gpu_memory_utilization=1.2", f"hydra.run.dir={run_dir}",
+                   env={"CUDA_VISIBLE_DEVICES": ""}, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "error: compute.vllm_gpu_memory_utilization=1.2: expected a fraction of GPU memory, 0 < x <= 1" \
         in proc.stderr.splitlines()
