@@ -27,8 +27,9 @@ from bbuqc.runtime.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: what every command run by a test gets unless the test says otherwise: no hub, no W&B server, one thread
-#: per process (the machine is shared), and this checkout importable from any folder
+#: what every command run by a test gets unless the test says otherwise: no hub, no W&B server, and this
+#: checkout importable from any folder (the thread count is the caller's: outputs compared byte for byte
+#: across runs must come from the same one)
 CLI_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
            "TOKENIZERS_PARALLELISM": "false"}
 
@@ -40,8 +41,7 @@ def compose(config_name: str = "train", overrides: Iterable[str] = (), *, return
 
 
 def cli_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
-    merged: dict[str, str | None] = {**os.environ, **CLI_ENV, "PYTHONPATH": str(REPO),
-                                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}
+    merged: dict[str, str | None] = {**os.environ, **CLI_ENV, "PYTHONPATH": str(REPO), **(env or {})}
     return {k: v for k, v in merged.items() if v is not None}
 
 
@@ -54,4 +54,4 @@ def run_cli(module: str, *overrides: str, cwd: Path | str = REPO, env: Mapping[s
 
 
 def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,6 +114,5 @@ def test_choice_values_compose_as_the_strings_users_type():
 def test_infer_and_evaluate_name_a_bad_choice_too(tmp_path):
     for command, override, line in (("infer", "infer.backend=onnx", "error: infer.backend='onnx': expected one of hf, vllm"),
                                      ("evaluate", "compute.device=tpu", "error: compute.device='tpu': expected one of cpu, cuda")):
-        proc = subprocess.run([sys.executable, "-m", f"bbuqc.{command}", override, f"hydra.run.dir={tmp_path / command}"],
-                              capture_output=True, text=True, cwd=REPO)
+        proc = run_cli(command, override, f"hydra.run.dir={tmp_path / command}")
         assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [line], proc.stderr[-2000:]

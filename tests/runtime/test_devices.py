@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import compose
+from support import compose, error_lines, run_cli
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.errors import InputError
@@ -51,9 +48,8 @@ def test_cuda_runs_need_a_visible_device(monkeypatch):
                                               ("bbuqc.evaluate", "compute=gpu")])
 def test_the_command_exits_2_with_one_line_and_writes_nothing(tmp_path, module, override):
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", module, override, f"hydra.run.dir={run_dir}"], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    proc = run_cli(module, override, f"hydra.run.dir={run_dir}", env={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    errors = error_lines(proc.stderr)
     assert len(errors) == 1 and "no CUDA device is visible here" in errors[0]
     assert not run_dir.exists()

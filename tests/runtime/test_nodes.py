@@ -3,14 +3,11 @@ torchrun flags (ms-swift's launcher's), and the bad layouts refused before anyth
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from support import compose
+from support import compose, error_lines, run_cli
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
@@ -88,15 +85,10 @@ def test_bad_layouts_are_named(overrides, line):
 
 
 def test_several_nodes_need_one_named_run_folder(no_slurm):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from bbuqc.runtime.paths import CONF_DIR
-
     layout = ["compute.nnodes=2", "compute.master_addr=127.0.0.1"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):  # with the hydra node, as the callback sees it
-        dated = hydra_compose("train", overrides=layout, return_hydra_config=True)
-        named = hydra_compose("train", overrides=[*layout, "hydra.run.dir=/shared/run"], return_hydra_config=True)
+    # with the hydra node, as the callback sees it
+    dated = compose("train", layout, return_hydra_config=True)
+    named = compose("train", [*layout, "hydra.run.dir=/shared/run"], return_hydra_config=True)
     with pytest.raises(InputError, match=r"^compute.nnodes=2: every node works in one run folder; set hydra.run.dir="):
         require_rendezvous(dated, "train")
     require_rendezvous(named, "train")
@@ -112,9 +104,8 @@ def test_several_nodes_need_one_named_run_folder(no_slurm):
 ])
 def test_the_command_exits_2_with_one_line_before_anything_is_written(tmp_path, overrides, line):
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "bbuqc.train", *overrides, f"hydra.run.dir={run_dir}"], cwd=REPO,
-                          capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "BBUQC_WORKER"})
+    proc = run_cli("train", *overrides, f"hydra.run.dir={run_dir}", env={"BBUQC_WORKER": None})
     assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    errors = error_lines(proc.stderr)
     assert len(errors) == 1 and errors[0].startswith(line), proc.stderr[-2000:]
     assert not run_dir.exists()

@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from support import compose
 
 import bbuqc.config.store  # noqa: F401
-from bbuqc.cli import CONF_DIR
 from bbuqc.checks import problems
 from bbuqc.data.records import StageARecord, write_stage_a_jsonl
 from bbuqc.data.rows import verdict_row
@@ -97,20 +96,16 @@ def make_inputs(folder: Path, table=TABLE) -> tuple[list[Path], dict[str, list[s
 
 
 def compose_cfg(files: list[Path], out_dir: Path, *extra: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name="evaluate",
-            overrides=[
-                f"data.stage_a_jsonl=[{','.join(str(f) for f in files)}]",
-                f"evaluate.output_dir={out_dir}",
-                "evaluate.samples_per_group=3",
-                "evaluate.temperature=0.7",
-                "evaluate.batch_size=3",
-                "evaluate.progress=false",
-                "logger=none",
-                *extra,
-            ],
-        )
+    cfg = compose("evaluate", [
+        f"data.stage_a_jsonl=[{','.join(str(f) for f in files)}]",
+        f"evaluate.output_dir={out_dir}",
+        "evaluate.samples_per_group=3",
+        "evaluate.temperature=0.7",
+        "evaluate.batch_size=3",
+        "evaluate.progress=false",
+        "logger=none",
+        *extra,
+    ])
     assert problems(cfg, "evaluate") == []
     return cfg
 

@@ -12,17 +12,15 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
+from support import compose, run_cli
 
-from bbuqc.cli import CONF_DIR
 from bbuqc.config.validate import ConfigError
 from bbuqc.sweep import gpus_per_job
 from bbuqc.sweep.records import SweepRecords, write_sweep_summary
@@ -36,12 +34,7 @@ RAY = ["hydra/launcher=ray", "hydra.launcher.ray.init.address=local", "hydra.lau
 
 
 def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=1800,
-    )
+    return run_cli("train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}", env={"RAY_ADDRESS": None}, timeout=1800)
 
 
 def job_folders(sweep_dir: Path) -> list[Path]:
@@ -53,7 +46,7 @@ def status(job: Path) -> dict:
 
 
 def report(sweep_dir: Path) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "bbuqc.report", str(sweep_dir)], cwd=REPO, capture_output=True, text=True)
+    proc = run_cli("report", str(sweep_dir))
     assert proc.returncode == 0, proc.stderr
     return list(csv.DictReader((sweep_dir / "report.csv").open()))
 
@@ -183,8 +176,7 @@ def test_gpus_per_job(monkeypatch, env, address, per_job, expected):
 
 
 def _launcher(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    cfg = compose("train", overrides, return_hydra_config=True)
     return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
 
 
@@ -204,8 +196,7 @@ def test_ray_launcher_config(monkeypatch):
 
 def test_jobs_tell_ms_swift_to_run_in_process():
     # inside a Ray worker ms-swift reads its worker group from here (KeyError without it)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["hydra/launcher=ray"], return_hydra_config=True)
+    cfg = compose("train", ["hydra/launcher=ray"], return_hydra_config=True)
     assert cfg.hydra.job.env_set.RAY_SWIFT_GROUP == "default"
 
 
@@ -240,11 +231,10 @@ def test_slurm_jobs_ask_for_one_gpu_each(tmp_path, monkeypatch):
 
 
 def test_named_sweeps_define_their_axes():
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        params = {
-            name: compose(config_name="train", overrides=[f"experiment={name}"], return_hydra_config=True).hydra.sweeper.params
-            for name in ("reward_weights", "lora_k", "sweep_smoke")
-        }
+    params = {
+        name: compose("train", [f"experiment={name}"], return_hydra_config=True).hydra.sweeper.params
+        for name in ("reward_weights", "lora_k", "sweep_smoke")
+    }
     assert params["reward_weights"]["reward.weights.summary.header"] == "1,2,4"
     assert params["lora_k"] == {"lora.last_k": "1,2,4"}  # the tiny model has 4 LLM blocks
     assert set(params["sweep_smoke"]) == {"reward.weights.summary.header", "lora.last_k"}

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import error_lines, run_cli
 from test_train_runs import adapter_blocks, step_logs
 
 from bbuqc.models.tiny import tiny_model_dir
@@ -21,17 +21,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def command(name: str, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", f"bbuqc.{name}", *overrides],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"},
-    )
+    proc = run_cli(name, *overrides)
     if ok:
         assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
 
 def errors(proc: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    return error_lines(proc.stderr)
 
 
 @pytest.fixture(scope="module")
