@@ -104,14 +104,11 @@ def build_chatty(src: Path, dst: Path) -> Path:
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    """The ``infer`` config. support is imported here, not at the top: Ray workers import this module
+    with only its own folder on their path."""
+    from support import compose as compose_config
 
-    import bbuqc.config.store  # noqa: F401
-    from bbuqc.cli import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="infer", overrides=overrides)
+    return compose_config("infer", overrides)
 
 
 def base_overrides(root: Path, output: Path, model: Path | None = None, **infer) -> list[str]:

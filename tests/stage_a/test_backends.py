@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from stage_a_support import MISSION_ID, REPO, noise_image
+from stage_a_support import MISSION_ID, noise_image
+from support import run_cli
 
 from bbuqc.missions import MISSIONS
 from bbuqc.prompts.summary import summary_system_prompt, summary_user_prompt
@@ -110,12 +109,8 @@ def test_vllm_missing_fails_with_one_clear_line_before_any_model_loads(tmp_path,
 @no_vllm
 def test_cli_vllm_missing(tmp_path, tree):
     out = tmp_path / "out.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.infer", f"mission={MISSION_ID}", f"data.root={tree}", f"infer.output={out}",
-         "infer.backend=vllm"],
-        cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-        timeout=120,
-    )
+    proc = run_cli("infer", f"mission={MISSION_ID}", f"data.root={tree}", f"infer.output={out}", "infer.backend=vllm",
+                   cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {VLLM_MISSING}"]
     assert not out.exists() and not Path(f"{out}.meta.json").exists()

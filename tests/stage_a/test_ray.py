@@ -17,12 +17,12 @@ import pytest
 from stage_a_support import (
     MISSION_ID,
     N_GROUPS,
-    REPO,
     backend_killed_on,
     backend_killed_once,
     base_overrides,
     compose,
 )
+from support import error_lines, run_cli
 
 from bbuqc.errors import InputError
 from bbuqc.runtime.kill_point import ENV as KILL_ENV
@@ -135,10 +135,9 @@ def test_workers_below_one_is_a_config_error():
 def test_cli_more_workers_than_gpus_is_refused(tmp_path, tree):
     """compute.device=cuda with no GPU in the (local) cluster: one line naming infer.workers."""
     out = tmp_path / "out.jsonl"
-    done = subprocess.run([sys.executable, "-m", "bbuqc.infer", *base_overrides(tree, out, None, workers=2),
-                           "compute.device=cuda"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = run_cli("infer", *base_overrides(tree, out, None, workers=2), "compute.device=cuda", cwd=tmp_path,
+                   timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(done.stderr)
     assert errors == ["error: infer.workers=2: the Ray cluster has 0 GPU(s) and every worker needs one; "
                       "use compute.device=cpu, or a cluster with GPUs"], done.stderr[-2000:]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import compose, run_cli
 
 # pytest puts this folder on sys.path (rootdir-relative imports, no __init__.py)
 from test_metrics import TABLE, TableModel, compose_cfg, make_inputs
@@ -32,11 +33,7 @@ def synthetic_stage_a(session_cache) -> list[Path]:
 
 
 def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "bbuqc.evaluate", *args, f"hydra.run.dir={tmp_path / 'hydra'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
+    return run_cli("evaluate", *args, f"hydra.run.dir={tmp_path / 'hydra'}", timeout=300)
 
 
 def _files_arg(files) -> str:
@@ -292,14 +289,10 @@ def test_adapter_is_merged_and_generation_is_batched(synthetic_stage_a, tmp_path
 
 
 def test_adapter_folder_without_adapter_config_is_rejected(tmp_path):
-    from hydra import compose, initialize_config_dir
-
-    from bbuqc.cli import CONF_DIR
     from bbuqc.checks import problems
 
     (tmp_path / "ckpt").mkdir()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="evaluate", overrides=[f"model.adapter={tmp_path / 'ckpt'}"])
+    cfg = compose("evaluate", [f"model.adapter={tmp_path / 'ckpt'}"])
     assert problems(cfg, "evaluate") == [
         f"model.adapter={tmp_path / 'ckpt'}: no adapter_config.json (expected a LoRA checkpoint-N folder of a bbuqc-train run)"
     ]
@@ -447,25 +440,27 @@ def test_killed_verdict_actor_has_its_groups_retried(tmp_path, one_process_predi
 @pytest.mark.slow
 def test_cli_sigkill_with_two_workers_then_resume(synthetic_stage_a, tmp_path):
     import signal
-    import time
+
+    from bbuqc.runtime.kill_point import ENV as KILL_ENV
 
     out = tmp_path / "eval"
     one = tmp_path / "one"
     assert _cli(_synthetic_args(synthetic_stage_a, one), tmp_path).returncode == 0
     expected = (one / "predictions.jsonl").read_bytes()
     args = _synthetic_args(synthetic_stage_a, out) + ["evaluate.workers=2", "evaluate.batch_size=2"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)}
+    # the evaluation kills itself right after its second durable prediction (BBUQC_TEST_KILL_AT): no race
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO),
+           KILL_ENV: "jsonl-append:2"}
     proc = subprocess.Popen([sys.executable, "-m", "bbuqc.evaluate", *args, f"hydra.run.dir={tmp_path / 'hydra'}"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = out / "predictions.jsonl"
     try:
-        deadline = time.monotonic() + 300
-        while (not path.exists() or path.read_bytes().count(b"\n") < 2) and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=300)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
+    assert proc.returncode == -signal.SIGKILL
     cut = path.read_bytes()
     assert expected.startswith(cut[: cut.rfind(b"\n") + 1]) and cut.count(b"\n") < 42
     done = _cli(args, tmp_path)

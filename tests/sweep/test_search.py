@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from support import compose, run_cli
 
-from bbuqc.cli import CONF_DIR
 from bbuqc.report import main as report_main
 from bbuqc.sweep.comparison import REPORT_CSV, REPORT_MD, pareto_front
 from bbuqc.sweep.objective import search_problems
@@ -25,8 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    return compose("train", list(overrides), return_hydra_config=True)
 
 
 def make_run(
@@ -96,11 +92,8 @@ def test_a_search_without_validation_or_with_a_wrong_objective_is_refused():
 
 def test_a_search_that_cannot_be_optimised_exits_2_before_the_first_trial(tmp_path):
     sweep_dir = tmp_path / "search"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", "-m", "experiment=verdict_search", "data.val_fraction=0",
-         f"hydra.sweep.dir={sweep_dir}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
+    proc = run_cli("train", "-m", "experiment=verdict_search", "data.val_fraction=0", f"hydra.sweep.dir={sweep_dir}",
+                   timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "data.val_fraction" in errors[0], proc.stderr[-2000:]
@@ -222,14 +215,9 @@ def test_runs_are_tagged_with_task_mission_and_model_family():
 @pytest.mark.parametrize("trials", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_optuna_search_of_one_step_trials_is_ranked_by_its_objective(session_cache, tmp_path, trials):
     sweep_dir = tmp_path / "search"
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", "-m", "experiment=verdict_search", "algo=sft",
-         f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=3", "train.max_steps=1", "train.eval_steps=1",
-         "train.save_steps=1", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=1200,
-    )
+    proc = run_cli("train", "-m", "experiment=verdict_search", "algo=sft", f"hydra.sweeper.n_trials={trials}",
+                   "hydra.sweeper.n_jobs=3", "train.max_steps=1", "train.eval_steps=1", "train.save_steps=1",
+                   f"hydra.sweep.dir={sweep_dir}", env={"OMP_NUM_THREADS": "1", "RAY_ADDRESS": None}, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["name"] == "optuna" and results["solutions"]  # the sweeper got two values per trial
@@ -249,7 +237,7 @@ def test_optuna_search_of_one_step_trials_is_ranked_by_its_objective(session_cac
         artifacts = json.loads((job / "wandb_artifacts.json").read_text())
         assert artifacts["name"] == f"model-{run.run_id}"
         assert artifacts["checkpoints"]["checkpoint-1"]["aliases"] == ["best", "latest", "step-1"]
-    proc = subprocess.run([sys.executable, "-m", "bbuqc.report", str(sweep_dir)], cwd=REPO, capture_output=True, text=True)
+    proc = run_cli("report", str(sweep_dir))
     assert proc.returncode == 0, proc.stderr
     table = list(csv.DictReader((sweep_dir / REPORT_CSV).open()))
     expected = sorted(returned, key=lambda n: (-returned[n], int(n)))

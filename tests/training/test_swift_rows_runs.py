@@ -5,12 +5,10 @@ assistant turn is the target, with held-out validation on them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_cli
 
 from tests.data.test_swift_rows import META, png, summary_row, verdict_row, write
 
@@ -28,11 +26,8 @@ def has_solution(completion, solution, **_):
 
 
 def train(run_dir: Path, *overrides: str) -> list[dict]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", "data.source=files", "train.max_steps=2", "lora.last_k=1",
-         "logger=none", *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"},
-    )
+    proc = run_cli("train", "data.source=files", "train.max_steps=2", "lora.last_k=1", "logger=none", *overrides,
+                   f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
     return [r for r in lines if "global_step/max_steps" in r and "loss" in r]

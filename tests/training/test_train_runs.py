@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors import safe_open
+from support import run_cli
 
 from bbuqc.tracking.wandb_records import find_run_files, read_run
 
@@ -24,10 +23,7 @@ VERDICT = ["verdict.format", "verdict.label", "verdict.consistency"]
 
 
 def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"},
-    )
+    proc = run_cli("train", *overrides, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -153,11 +149,7 @@ def test_bad_stage_a_line_fails_before_anything_is_written(session_cache, tmp_pa
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"group_id": "g1", "mission": "挡风板安装检查", "label": "pass"\n')
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", "task=verdict", "reward=verdict", f"data.stage_a_jsonl=[{bad}]",
-         f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True,
-    )
+    proc = run_cli("train", "task=verdict", "reward=verdict", f"data.stage_a_jsonl=[{bad}]", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad}:1:")
     # only what Hydra itself writes: no data, no W&B run, no checkpoint
@@ -172,11 +164,8 @@ def test_wandb_run_is_finished_when_training_fails(session_cache, tmp_path):
     for f in ensure_tiny_model("text").iterdir():
         (broken / f.name).write_bytes(f.read_bytes()[:100] if f.suffix == ".safetensors" else f.read_bytes())
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bbuqc.train", "task=verdict", "reward=verdict", f"model.path={broken}",
-         "model.model_type=qwen2", "model.template=qwen", f"hydra.run.dir={run_dir}"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"},
-    )
+    proc = run_cli("train", "task=verdict", "reward=verdict", f"model.path={broken}", "model.model_type=qwen2",
+                   "model.template=qwen", f"hydra.run.dir={run_dir}")
     assert proc.returncode != 0
     (wandb_file,) = find_run_files(run_dir)
     assert read_run(wandb_file).exit_code == 1

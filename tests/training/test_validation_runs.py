@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support import run_cli
 
 from bbuqc.tracking.wandb_records import find_run_files, read_run
 from bbuqc.training.data import group_of, split_by_group
@@ -203,8 +204,7 @@ def test_early_stopping_stops_after_patience_validations(scripted_run):
 
 
 def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bbuqc.train", *overrides, "logger=none",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True)
+    return run_cli("train", *overrides, "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
 
 
 def test_explicit_validation_files_must_be_held_out(session_cache, tmp_path):
