@@ -34,6 +34,7 @@ class Job(ResumeWhenRequeued, Work):
     pass
 
 
+@pytest.mark.slow  # a real time limit (4 s, signalled at 2 s): on a loaded machine the child may not have started
 def test_a_timed_out_job_is_requeued_and_runs_as_a_resume(tmp_path):
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the child imports no test module
     executor = submitit.LocalExecutor(folder=tmp_path / "submitit", max_num_timeout=1)
