@@ -4,14 +4,12 @@ files with one id are refused in one line before anything runs."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from support import compose
+from support import compose, run_cli
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
@@ -153,10 +151,8 @@ def test_a_mission_without_rules_is_refused_on_the_synthetic_world(tmp_path):
 
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     conf = f"--config-dir={tmp_path / 'conf'}"  # Hydra's options go before the overrides
-    return subprocess.run([sys.executable, "-m", "bbuqc.infer", conf, "data.source=files", f"data.root={tmp_path}",
-                           f"infer.output={tmp_path / 'out.jsonl'}", f"hydra.run.dir={tmp_path / 'run'}", *overrides],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return run_cli("infer", conf, "data.source=files", f"data.root={tmp_path}", f"infer.output={tmp_path / 'out.jsonl'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", *overrides, cwd=tmp_path, timeout=120)
 
 
 @pytest.mark.parametrize("chosen", [False, True])

@@ -7,8 +7,6 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from support import run_cli
 
 # pytest puts this folder on sys.path (rootdir-relative imports, no __init__.py)
 from test_metrics import TableModel, compose_cfg, make_inputs
@@ -83,10 +82,9 @@ def test_vllm_missing_is_one_line_before_anything_is_read(inputs, tmp_path):
         evaluate(compose_cfg(files, out, "evaluate.backend=vllm"))
     assert str(exc.value) == "evaluate.backend=vllm: vLLM is not installed (pip install -e '.[gpu]' on a GPU machine)"
     assert not out.exists()
-    proc = subprocess.run([sys.executable, "-m", "bbuqc.evaluate", "evaluate.backend=vllm", f"evaluate.output_dir={out}",
-                           f"data.stage_a_jsonl=[{','.join(map(str, files))}]", "logger=none",
-                           f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    proc = run_cli("evaluate", "evaluate.backend=vllm", f"evaluate.output_dir={out}",
+                   f"data.stage_a_jsonl=[{','.join(map(str, files))}]", "logger=none", f"hydra.run.dir={tmp_path / 'hydra'}",
+                   env={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {exc.value}"]
     assert not out.exists()
