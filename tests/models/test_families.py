@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import compose
+from support import compose, run_cli
 
 from bbuqc.models import tiny
 
@@ -222,8 +222,7 @@ def test_max_pixels_below_min_pixels_is_one_line_before_any_model_loads(tmp_path
 
 
 def _train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "bbuqc.train", *overrides, f"hydra.run.dir={run_dir}"],
-                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"})
+    proc = run_cli("train", *overrides, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
