@@ -46,11 +46,11 @@ def cli_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
 
 
 def run_cli(module: str, *overrides: str, cwd: Path | str = REPO, env: Mapping[str, str | None] | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-    """``module``: ``train``, ``infer``, ... (or ``bbuqc.train``)."""
+            timeout: float = 600, python: Iterable[str] = ()) -> subprocess.CompletedProcess:
+    """``module``: ``train``, ``infer``, ... (or ``bbuqc.train``); ``python``: interpreter options (``-X importtime``)."""
     name = module if module.startswith("bbuqc.") else f"bbuqc.{module}"
-    return subprocess.run([sys.executable, "-m", name, *overrides], cwd=cwd, env=cli_env(env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, *python, "-m", name, *overrides], cwd=cwd, env=cli_env(env),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def error_lines(stderr: str) -> list[str]:

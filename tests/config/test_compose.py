@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from support import compose
+from support import compose, run_cli
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
@@ -103,10 +101,8 @@ def test_reward_sets_are_the_conf_files():
 
 
 def test_cfg_job_prints_the_composed_tree_without_heavy_imports():
-    out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "bbuqc.train", "reward=summary_full", "lora.last_k=4", "--cfg", "job"],
-        capture_output=True, text=True, cwd=REPO, check=True,
-    )
+    out = run_cli("train", "reward=summary_full", "lora.last_k=4", "--cfg", "job", python=["-X", "importtime"])
+    assert out.returncode == 0, out.stderr[-2000:]
     cfg = OmegaConf.create(out.stdout)
     assert cfg.lora.last_k == 4 and cfg.reward.name == "summary_full"
     imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}

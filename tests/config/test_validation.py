@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -64,11 +63,7 @@ BAD = [
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    run_dir = tmp_path / "run"
-    return subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "bbuqc.train", *args, f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, cwd=REPO,
-    )
+    return run_cli("train", *args, f"hydra.run.dir={tmp_path / 'run'}", python=["-X", "importtime"])
 
 
 @pytest.mark.parametrize("overrides,field,expected", BAD, ids=[" ".join(b[0]) for b in BAD])
