@@ -10,12 +10,11 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from stage_a_support import MISSION_ID, N_GROUPS, N_IMAGES, REPO, base_overrides, compose, make_tree
+from stage_a_support import MISSION_ID, N_GROUPS, N_IMAGES, base_overrides, compose, make_tree
+from support import run_cli
 
 from bbuqc.data.records import iter_stage_a_jsonl, record_from_dict
 from bbuqc.errors import InputError
@@ -330,9 +329,8 @@ def test_resume_after_truncation_is_byte_identical(tmp_path, make_cfg, backend, 
     assert any("incomplete last line" in w for w in summary["warnings"]) == (cut not in ends)
 
 
-def _cli(args: list[str], cwd: Path, env: dict | None = None, **popen) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "bbuqc.infer", *args], cwd=cwd, env=env, **popen)
+def _cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
+    return run_cli("infer", *args, cwd=cwd, env={"OMP_NUM_THREADS": "1", **(env or {})}, timeout=timeout)
 
 
 @pytest.mark.parametrize("kill_after", [1, 3])
@@ -342,15 +340,8 @@ def test_sigkill_mid_run_then_rerun_is_byte_identical(tmp_path, tree, chatty_mod
     itself right after the ``kill_after``-th durable line (BBUQC_TEST_KILL_AT), so the job cannot win a race."""
     out = tmp_path / "out.jsonl"
     args = base_overrides(tree, out, chatty_model, batch_size=1) + [f"hydra.run.dir={tmp_path / 'hydra'}"]
-    proc = _cli(args, tmp_path, env={KILL_ENV: f"jsonl-append:{kill_after}"}, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE)
-    try:
-        _, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"run ended without being killed: {err.decode()[-2000:]}"
+    done = _cli(*args, cwd=tmp_path, env={KILL_ENV: f"jsonl-append:{kill_after}"}, timeout=240)
+    assert done.returncode == -signal.SIGKILL, f"run ended without being killed: {done.stderr[-2000:]}"
     killed_at = out.read_bytes()
     complete = killed_at[: killed_at.rfind(b"\n") + 1]
     assert kill_after <= complete.count(b"\n") < N_GROUPS and reference.startswith(complete)
@@ -363,11 +354,10 @@ def test_sigkill_mid_run_then_rerun_is_byte_identical(tmp_path, tree, chatty_mod
 
 def test_cli_bad_root_exits_before_any_output(tmp_path, tree):
     out = tmp_path / "out.jsonl"
-    proc = _cli([f"mission={MISSION_ID}", f"data.root={tmp_path / 'nowhere'}", f"infer.output={out}"], tmp_path,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    assert err.decode().strip().splitlines() == [f"error: data.root={tmp_path / 'nowhere'}: no such file or folder"]
+    done = _cli(f"mission={MISSION_ID}", f"data.root={tmp_path / 'nowhere'}", f"infer.output={out}", cwd=tmp_path,
+                timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [f"error: data.root={tmp_path / 'nowhere'}: no such file or folder"]
     assert not out.exists()
 
 
@@ -377,10 +367,9 @@ def test_infer_sweep_records_a_failing_job_and_runs_the_next(tmp_path):
     empty = tmp_path / "empty-root"
     empty.mkdir()
     sweep = tmp_path / "sweep"
-    proc = _cli(["-m", "mission=bbu_wind,rru_cable", f"data.root={empty}", "infer.progress=false",
-                 f"hydra.sweep.dir={sweep}"], tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1, err.decode()[-2000:]
+    done = _cli("-m", "mission=bbu_wind,rru_cable", f"data.root={empty}", "infer.progress=false",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     jobs = sorted(summary["jobs"], key=lambda j: j["num"])
     assert [j["status"] for j in jobs] == ["failed", "failed"]
