@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 from support import cli_env, compose
 
@@ -21,26 +23,34 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from bbuqc.tracking.runs import wandb_run
 
-run_dir, cfg, fail = Path(sys.argv[1]), OmegaConf.create(json.loads(sys.argv[2])), sys.argv[3] == "fail"
-with wandb_run(cfg, run_dir, "train-verdict") as run:
-    for step, reward in ((1, 0.5), (2, 1.5)):
-        run.log({"train/global_step": step, "train/reward": reward})
-    if fail:
-        raise RuntimeError("the body failed")
+# two commands' runs, one process (one W&B service start): the first finishes, the second's body fails
+for run_dir, cfg, fail in ((sys.argv[1], sys.argv[2], False), (sys.argv[3], sys.argv[4], True)):
+    with wandb_run(OmegaConf.create(json.loads(cfg)), Path(run_dir), "train-verdict") as run:
+        for step, reward in ((1, 0.5), (2, 1.5)):
+            run.log({"train/global_step": step, "train/reward": reward})
+        if fail:
+            raise RuntimeError("the body failed")
 """
 
 
-def _write(tmp_path, overrides: list[str], fail: bool = False) -> subprocess.CompletedProcess:
+def _tree(overrides: list[str]) -> str:
     cfg = compose("train", ["task=verdict", *overrides])
-    tree = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), json.dumps(tree), "fail" if fail else "ok"],
+    return json.dumps(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    ok, failed = tmp_path_factory.mktemp("finished"), tmp_path_factory.mktemp("failed")
+    done = subprocess.run([sys.executable, "-c", WRITER,
+                           str(ok), _tree(["logger.name=my-run", "logger.group=my-group", "lora.last_k=3"]),
+                           str(failed), _tree([])],
                           capture_output=True, text=True, env=cli_env({"WANDB_SERVICE": None}), timeout=300)
+    return ok, failed, done
 
 
-def test_a_finished_run_holds_its_identity_tags_config_and_history(tmp_path):
-    done = _write(tmp_path, ["logger.name=my-run", "logger.group=my-group", "lora.last_k=3"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    (path,) = find_run_files(tmp_path)  # offline, under the run folder given
+def test_a_finished_run_holds_its_identity_tags_config_and_history(written):
+    ok, _, _ = written
+    (path,) = find_run_files(ok)  # offline, under the run folder given
     assert path.parent.name.startswith("offline-run-")
     run = read_run(path)
     assert (run.name, run.group, run.job_type, run.project) == ("my-run", "my-group", "train-verdict", "bbuqc")
@@ -53,10 +63,10 @@ def test_a_finished_run_holds_its_identity_tags_config_and_history(tmp_path):
     assert "task:verdict" in tags and f"model:{model_type}" in tags
 
 
-def test_a_run_whose_command_fails_is_finished_with_exit_code_1(tmp_path):
-    done = _write(tmp_path, [], fail=True)
+def test_a_run_whose_command_fails_is_finished_with_exit_code_1(written):
+    _, failed, done = written
     assert done.returncode == 1 and "the body failed" in done.stderr  # the error still reaches the caller
-    run = read_run(find_run_files(tmp_path)[0])
+    run = read_run(find_run_files(failed)[0])
     assert run.exit_code == 1 and len(run.history) == 2  # what was logged before the failure is kept
     assert run.name == "defaults"  # no overrides and no logger.name: outside a Hydra job
 
