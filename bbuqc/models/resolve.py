@@ -88,8 +88,9 @@ def image_env(cfg: DictConfig) -> dict[str, str]:
 def apply_image_env(cfg: DictConfig) -> dict[str, str]:
     """Set the image size for every consumer in this process, the one place that does: ms-swift's
     Qwen-VL templates (training, validation) read MAX_PIXELS/MIN_PIXELS (and the token counts) when
-    they first load a processor, Stage-A's backends read the same variables (`pixel_bounds`). The
-    config wins over an inherited environment; what is set is logged (the run's log file)."""
+    they first load a processor, the generation layer reads the same variables
+    (`models/generation.pixel_bounds`). The config wins over an inherited environment; what is set is
+    logged (the run's log file)."""
     env = image_env(cfg)
     for key, value in env.items():
         if os.environ.get(key) != value:

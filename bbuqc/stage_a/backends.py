@@ -1,21 +1,22 @@
 """Stage-A generation backends: one image in, one raw summary text out, many images per call.
 
-- :class:`HFBackend` (``infer.backend=hf``): transformers ``generate`` on a batch of images with
-  **left padding** (the tokenizer's padding side is set by ``load_model_and_processor``). Qwen-VL
-  models derive their M-RoPE position ids from the attention mask, so a left-padded row gets
-  the same positions as the same prompt alone; a test checks that batch sizes 1 and 8 agree.
+- :class:`HFBackend` (``infer.backend=hf``): bbuqc's transformers generation layer
+  (bbuqc/models/generation.py: loading once per process, the checkpoint's chat template, left-padded
+  batches, training's image sizing), the one held-out validation and Stage-B's HF path use too; a test
+  checks that batch sizes 1 and 8 agree.
 - :class:`VLLMBackend` (``infer.backend=vllm``): vLLM's offline ``LLM.generate`` (GPU machines).
   vLLM is imported lazily; :func:`check_backend` fails with one line when it is missing, and
   the runner calls it before it loads anything.
 
 Every backend takes its prompt from :func:`bbuqc.prompts.summary.summary_messages` (the
-builder the summary GRPO task trains with) rendered by the model's own chat template, so
-training and inference prompts cannot drift apart.
+builder the summary GRPO task trains with) rendered by the model's own chat template
+(:func:`bbuqc.models.generation.render_prompt`), so training and inference prompts cannot drift apart
+(tests/models/test_prompt_parity.py).
 
 Image size: when ``MAX_PIXELS`` / ``MIN_PIXELS`` are set in the environment (ms-swift's
 training knobs, which ``resolve_model`` sets from ``model.min_pixels``/``max_pixels``, see
-``bbuqc.models.resolve.apply_image_env``), images are resized to the same bounds as in training;
-otherwise the processor's own limits apply.
+``bbuqc.models.resolve.apply_image_env``), images are resized to the same bounds as in training
+(:func:`bbuqc.models.generation.pixel_bounds`); otherwise the processor's own limits apply.
 
 A backend raises on any failure of a call (a corrupt image, an out-of-memory batch); the
 batching loop (batches.py) then retries that batch's images one by one. :func:`backend_for` builds the
@@ -25,7 +26,6 @@ configured one (``infer.backend``, the resolved model and adapter, ``compute.*``
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,8 +33,10 @@ from typing import Any, Protocol
 from omegaconf import DictConfig
 
 from bbuqc.missions import Mission
+from bbuqc.models.generation import Generator, load_generator, load_image, pixel_bounds, size_kwargs, typed_conversation
+from bbuqc.models.generation import render_prompt as render
 from bbuqc.models.vllm_engine import vllm_missing
-from bbuqc.prompts.summary import IMAGE_TAG, summary_messages
+from bbuqc.prompts.summary import summary_messages
 
 VLLM_MISSING = vllm_missing("infer.backend")
 BACKENDS = ("hf", "vllm")
@@ -70,89 +72,33 @@ def check_backend(name: str) -> None:
 
 
 def chat_conversation(mission: Mission) -> list[dict]:
-    """The shared summary messages (ms-swift style, ``<image>`` tags in strings) as a
-    transformers chat conversation (typed content parts), for ``apply_chat_template``."""
-    conversation = []
-    for message in summary_messages(mission, n_images=1):
-        parts: list[dict] = []
-        chunks = message["content"].split(IMAGE_TAG)
-        for i, chunk in enumerate(chunks):
-            if i:
-                parts.append({"type": "image"})
-            if chunk:
-                parts.append({"type": "text", "text": chunk})
-        conversation.append({"role": message["role"], "content": parts})
-    return conversation
+    """The shared summary messages as a transformers chat conversation (typed content parts)."""
+    return typed_conversation(summary_messages(mission, n_images=1))
 
 
 def render_prompt(processor: Any, mission: Mission) -> str:
     """The full prompt text (chat template applied, generation prompt appended) for one image."""
-    return processor.apply_chat_template(chat_conversation(mission), tokenize=False, add_generation_prompt=True)
-
-
-def load_image(path: Path | str, max_pixels: int | None = None):
-    """An RGB PIL image by the one loader training uses (bbuqc.io.images: every mode, EXIF orientation,
-    downscaled to ``max_pixels`` while decoding; default: ``MAX_PIXELS`` from the environment, else
-    the processor's own limit), fully decoded (so a truncated file raises here, not later)."""
-    from bbuqc.io.images import DEFAULT_MAX_PIXELS
-    from bbuqc.io.images import load_image as load
-
-    if max_pixels is None:
-        max_pixels = pixel_bounds().get("max_pixels", DEFAULT_MAX_PIXELS)
-    return load(path, max_pixels)
-
-
-def pixel_bounds() -> dict[str, int]:
-    """``{"min_pixels", "max_pixels"}`` from the environment (ms-swift's knobs), when set."""
-    out = {}
-    for key in ("MIN_PIXELS", "MAX_PIXELS"):
-        value = os.environ.get(key)
-        if value and value.strip().isdigit():
-            out[key.lower()] = int(value)
-    return out
-
-
-def size_kwargs(processor) -> dict:
-    """Keyword arguments that make an HF Qwen-VL processor call resize to :func:`pixel_bounds` (the
-    bounds ms-swift's templates use in training), for Stage-A and held-out validation alike."""
-    bounds = pixel_bounds()
-    if not bounds:
-        return {}
-    size = dict(getattr(processor.image_processor, "size", None) or {})
-    if "min_pixels" in bounds:
-        size["shortest_edge"] = bounds["min_pixels"]
-    if "max_pixels" in bounds:
-        size["longest_edge"] = bounds["max_pixels"]
-    return {"size": size}
+    return render(processor, summary_messages(mission, n_images=1))
 
 
 # ------------------------------------------------------------------------------------------------ HF
 
-_LOADED: dict[tuple, tuple[Any, Any]] = {}
-
-
 def load_hf(path: str | Path, device: str = "cpu", dtype: str = "fp32",
-            adapter: str | Path | None = None) -> tuple[Any, Any]:
-    """``(model, processor)``, loaded once per process and configuration (a LoRA ``adapter`` merged in)."""
-    from bbuqc.models.loading import load_model_and_processor
-
-    key = (str(path), device, dtype, str(adapter) if adapter else None)
-    if key not in _LOADED:
-        _LOADED[key] = load_model_and_processor(path, multimodal=True, device=device, dtype=dtype,
-                                                padding_side="left", adapter=adapter)
-    return _LOADED[key]
+            adapter: str | Path | None = None) -> Generator:
+    """The generation layer's model, loaded once per process and configuration (a LoRA ``adapter`` merged in)."""
+    return load_generator(path, multimodal=True, device=device, dtype=dtype, adapter=adapter)
 
 
 class HFBackend:
+    """bbuqc's transformers generation layer (bbuqc/models/generation.py) on the summary prompt."""
+
     name = "hf"
 
     def __init__(self, model_path: str | Path, device: str = "cpu", dtype: str = "fp32",
                  adapter: str | Path | None = None):
-        self.model, self.processor = load_hf(model_path, device, dtype, adapter)
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        if self.tokenizer.padding_side != "left":
-            raise BackendError(f"{model_path}: batched generation needs left padding, "
-                               f"the tokenizer pads {self.tokenizer.padding_side}")
+        self.generator = load_hf(model_path, device, dtype, adapter)
+        self.model, self.processor, self.tokenizer = self.generator.model, self.generator.processor, \
+            self.generator.tokenizer
         self._prompts: dict[str, str] = {}
 
     def prompt(self, mission: Mission) -> str:
@@ -165,29 +111,14 @@ class HFBackend:
 
     def encode(self, images: list[Path], mission: Mission):
         """The model inputs of a batch: one prompt per image, left-padded to the longest."""
-        pil = [load_image(p) for p in images]
-        text = self.prompt(mission)
-        batch = self.processor(text=[text] * len(pil), images=pil, return_tensors="pt", padding=True,
-                               **self._size_kwargs())
-        return batch.to(self.model.device)
+        return self.generator.encode([summary_messages(mission, n_images=1)] * len(images), images)
 
     def generate(self, images: list[Path], mission: Mission, settings: GenerationSettings) -> list[str]:
-        import torch
-
         if not images:
             return []
-        batch = self.encode(images, mission)
-        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens,
-                                  "pad_token_id": self.tokenizer.pad_token_id}
-        if settings.greedy:
-            # None overrides sampling knobs a checkpoint's generation_config may carry.
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=settings.temperature)
-        with torch.inference_mode():
-            out = self.model.generate(**batch, **kwargs)
-        new_tokens = out[:, batch["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        out = self.generator.generate([summary_messages(mission, n_images=1)] * len(images), images,
+                                      max_new_tokens=settings.max_new_tokens, temperature=settings.temperature)
+        return [texts[0] for texts in out]
 
 
 # ---------------------------------------------------------------------------------------------- vLLM

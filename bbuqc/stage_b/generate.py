@@ -2,7 +2,8 @@
 
 ``HFVerdictModel`` (``evaluate.backend=hf``): the base model (``model=...``, tiny -> the tiny
 text Qwen2) plus an optional LoRA checkpoint (``model.adapter``) merged in with PEFT, batched
-generation with left padding through the tokenizer's chat template. ``VLLMVerdictModel``
+generation with left padding through the checkpoint's chat template, by bbuqc's one transformers
+generation layer (bbuqc/models/generation.py, shared with Stage-A and validation). ``VLLMVerdictModel``
 (``evaluate.backend=vllm``, GPU machines with the ``gpu`` extra): vLLM's offline engine, the
 adapter as a LoRA request. Tests use scripted doubles with the same ``answer`` method.
 """
@@ -28,61 +29,23 @@ class VerdictModel(Protocol):
 
 
 class HFVerdictModel:
-    """A transformers causal LM answering verdict prompts.
+    """bbuqc's transformers generation layer (bbuqc/models/generation.py) answering verdict prompts.
 
     ``temperature == 0``: greedy decoding, one generation per prompt (repeated
     ``n_samples`` times: greedy answers are identical). ``temperature > 0``:
     sampling with ``num_return_sequences=n_samples``; top-p/top-k come from the
-    model's own ``generation_config``.
+    model's own ``generation_config``. The seed is set once, before the first answer.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        *,
-        max_new_tokens: int,
-        temperature: float,
-        seed: int = 0,
-        chat_template: str | None = None,
-    ):
-        self.model = model
-        self.tokenizer = tokenizer
-        # a VL checkpoint may keep its template on the processor only
-        self.chat_template = chat_template
+    def __init__(self, generator: Any, *, max_new_tokens: int, temperature: float, seed: int = 0):
+        self.generator = generator
+        self.model, self.tokenizer = generator.model, generator.tokenizer
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.seed = seed
         self._seeded = False
 
-    def _prompts(self, batch_of_messages: Sequence[Messages]) -> list[str]:
-        return [
-            self.tokenizer.apply_chat_template(
-                list(messages), tokenize=False, add_generation_prompt=True, chat_template=self.chat_template
-            )
-            for messages in batch_of_messages
-        ]
-
-    def _generation_config(self, n_samples: int):
-        import copy
-
-        gen = copy.deepcopy(self.model.generation_config)
-        gen.max_new_tokens = self.max_new_tokens
-        gen.pad_token_id = self.tokenizer.pad_token_id
-        if self.temperature > 0:
-            gen.do_sample = True
-            gen.temperature = self.temperature
-            gen.num_return_sequences = n_samples
-        else:
-            gen.do_sample = False
-            gen.num_return_sequences = 1
-            # sampling knobs of the checkpoint's generation_config mean nothing to greedy decoding
-            gen.temperature = gen.top_p = gen.top_k = None
-        return gen
-
     def answer(self, batch_of_messages: Sequence[Messages], n_samples: int) -> list[list[str]]:
-        import torch
-
         if not batch_of_messages:
             return []
         if not self._seeded:
@@ -90,15 +53,10 @@ class HFVerdictModel:
 
             set_seed(self.seed)
             self._seeded = True
-        enc = self.tokenizer(
-            self._prompts(batch_of_messages), return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self.model.device)
-        with torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=self._generation_config(n_samples))
-        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        if self.temperature > 0:
-            return [texts[i * n_samples : (i + 1) * n_samples] for i in range(len(batch_of_messages))]
-        return [[text] * n_samples for text in texts]
+        sampled = self.temperature > 0
+        texts = self.generator.generate(batch_of_messages, max_new_tokens=self.max_new_tokens,
+                                        temperature=self.temperature, n=n_samples if sampled else 1)
+        return texts if sampled else [t * n_samples for t in texts]
 
 
 class VLLMVerdictModel:
@@ -130,7 +88,7 @@ class VLLMVerdictModel:
 def load_verdict_model(cfg: DictConfig) -> HFVerdictModel | VLLMVerdictModel:
     """The config's Stage-B model: ``model.path`` + optional LoRA ``model.adapter`` (merged with PEFT; on vLLM,
     applied per request)."""
-    from bbuqc.models.loading import load_model_and_processor
+    from bbuqc.models.generation import load_generator
     from bbuqc.models.resolve import resolve_model
 
     ev = cfg.evaluate
@@ -150,21 +108,10 @@ def load_verdict_model(cfg: DictConfig) -> HFVerdictModel | VLLMVerdictModel:
             gpu_memory_utilization=c.vllm_gpu_memory_utilization, max_model_len=c.get("vllm_max_model_len"),
             seed=ev.seed, trust_remote_code=bool(cfg.model.trust_remote_code))
         return VLLMVerdictModel(vllm, llm, lora, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature)
-    model, processor = load_model_and_processor(
-        resolved.path, multimodal=resolved.multimodal, device=cfg.compute.device, dtype=cfg.compute.precision,
-        adapter=resolved.adapter, trust_remote_code=cfg.model.trust_remote_code,
-    )
-    tokenizer = getattr(processor, "tokenizer", processor)  # a VL processor wraps the tokenizer
-    tokenizer.padding_side = "left"
-    template = getattr(tokenizer, "chat_template", None) or getattr(processor, "chat_template", None)
-    return HFVerdictModel(
-        model,
-        tokenizer,
-        max_new_tokens=ev.max_new_tokens,
-        temperature=ev.temperature,
-        seed=ev.seed,
-        chat_template=template,
-    )
+    generator = load_generator(resolved.path, multimodal=resolved.multimodal, device=cfg.compute.device,
+                               dtype=cfg.compute.precision, adapter=resolved.adapter,
+                               trust_remote_code=cfg.model.trust_remote_code)
+    return HFVerdictModel(generator, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, seed=ev.seed)
 
 
 def iter_answers(

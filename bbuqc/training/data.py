@@ -116,7 +116,7 @@ def check_references(ds, cfg: DictConfig) -> None:
 def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
     from bbuqc.data.rows import prompt_messages, sft_messages
     from bbuqc.io.images import DEFAULT_MAX_PIXELS, rows_with_training_images
-    from bbuqc.stage_a.backends import pixel_bounds
+    from bbuqc.models.generation import pixel_bounds
 
     train, val = source_datasets(cfg)  # reads and checks every input before anything is written
     sft = cfg.algo.name == "sft"

@@ -120,53 +120,42 @@ def answer_records(task: str, rows: list[dict], answers: list[str], limit: int) 
 
 class Generator:
     """Greedy answers of the model being trained (or ``samples`` sampled ones per row at ``temperature``, as a
-    list per row), batched with left padding like `bbuqc-evaluate`."""
+    list per row), by the generation layer `bbuqc-infer` and `bbuqc-evaluate` use (bbuqc/models/generation.py)."""
 
     def __init__(self, model: Any, processor: Any, task: str, max_new_tokens: int, batch_size: int,
                  samples: int = 1, temperature: float = 1.0):
-        self.model, self.processor, self.task = model, processor, task
-        self.tokenizer = getattr(processor, "tokenizer", processor)
+        from bbuqc.models.generation import Generator as Layer
+
+        self.layer, self.task = Layer(model, processor), task
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.samples, self.temperature = samples, temperature
 
     def answers(self, rows: list[dict]) -> list:
-        import torch
-
-        was_training, side = self.model.training, self.tokenizer.padding_side
-        self.model.eval()
-        self.tokenizer.padding_side = "left"
+        model = self.layer.model
+        was_training = model.training
+        model.eval()
         try:
-            out: list[str] = []
-            with torch.inference_mode():
-                for start in range(0, len(rows), self.batch_size):
-                    out += self._batch(rows[start : start + self.batch_size])
+            out: list = []
+            for start in range(0, len(rows), self.batch_size):
+                out += self._batch(rows[start : start + self.batch_size])
             return out
         finally:
-            self.tokenizer.padding_side = side
-            self.model.train(was_training)
+            model.train(was_training)
 
-    def _batch(self, rows: list[dict]) -> list[str]:
+    def _batch(self, rows: list[dict]) -> list:
         if self.task == "summary":
-            # the Stage-A prompt and image loading: validation measures what bbuqc-infer will produce
+            # the Stage-A prompt and images: validation measures what bbuqc-infer will produce
             from bbuqc.missions import get_mission
-            from bbuqc.stage_a.backends import load_image, render_prompt, size_kwargs
+            from bbuqc.prompts.summary import summary_messages
 
-            texts = [render_prompt(self.processor, get_mission(r["mission"])) for r in rows]
-            images = [load_image(r["images"][0]) for r in rows]
-            enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True,
-                                 **size_kwargs(self.processor))  # the image size training and Stage-A use
+            conversations = [summary_messages(get_mission(r["mission"]), n_images=1) for r in rows]
+            images = [r["images"][0] for r in rows]
         else:
-            texts = [self.tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
-                     for r in rows]
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(self.model.device)
+            conversations, images = [r["messages"] for r in rows], None
         n = self.samples
-        sampling = dict(do_sample=True, temperature=self.temperature, num_return_sequences=n) if n > 1 else \
-            dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-        gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                  **sampling)
-        texts = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        return [texts[i * n : (i + 1) * n] for i in range(len(rows))] if n > 1 else texts
+        texts = self.layer.generate(conversations, images, max_new_tokens=self.max_new_tokens,
+                                    temperature=self.temperature if n > 1 else 0.0, n=n)
+        return texts if n > 1 else [t[0] for t in texts]
 
 
 class ValidationCallback(TrainerCallback):
