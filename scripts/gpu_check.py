@@ -124,19 +124,24 @@ def _infer(name: str, model: str, backend: str, out: Path, python: str, *, adapt
             "logger=none", f"hydra.run.dir={run_dir}", *extra]
     if vllm:
         argv.append(f"compute.vllm_gpu_memory_utilization={VLLM_SHARE}")
-    needs = ()
-    if adapter_of:
-        argv.append(f"model.adapter={_adapter(out, adapter_of)}")
-        needs = (adapter_of,)
-    if merged_of:
-        argv.append(f"model.path={_merged(out, merged_of)}")
-        needs = (merged_of,)
+    needs = _model_source(argv, out, adapter_of, merged_of)
     requires = ("vllm",) if vllm else ()
     if any(a.startswith("infer.ray_address") for a in extra):
         requires += ("ray",)
     return Check(name, argv, run_dir, needs=needs, requires=requires, lane="vllm" if vllm else "hf",
                  expect=("stage_a.jsonl",))
 
+
+
+def _model_source(argv: list[str], out: Path, adapter_of: str | None, merged_of: str | None) -> tuple[str, ...]:
+    """Point ``argv`` at another check's adapter or merged folder; the checks it therefore waits for."""
+    if adapter_of:
+        argv.append(f"model.adapter={_adapter(out, adapter_of)}")
+        return (adapter_of,)
+    if merged_of:
+        argv.append(f"model.path={_merged(out, merged_of)}")
+        return (merged_of,)
+    return ()
 
 def _evaluate(name: str, model: str, out: Path, python: str, *, backend: str | None = None,
               adapter_of: str | None = None, merged_of: str | None = None) -> Check:
@@ -149,13 +154,7 @@ def _evaluate(name: str, model: str, out: Path, python: str, *, backend: str | N
         argv.append(f"evaluate.backend={backend}")
     if vllm:
         argv.append(f"compute.vllm_gpu_memory_utilization={VLLM_SHARE}")
-    needs = ()
-    if adapter_of:
-        argv.append(f"model.adapter={_adapter(out, adapter_of)}")
-        needs = (adapter_of,)
-    if merged_of:
-        argv.append(f"model.path={_merged(out, merged_of)}")
-        needs = (merged_of,)
+    needs = _model_source(argv, out, adapter_of, merged_of)
     return Check(name, argv, run_dir, needs=needs, requires=("vllm",) if vllm else (),
                  lane="vllm" if vllm else "hf", expect=("eval/metrics.json",))
 

@@ -81,7 +81,8 @@ def needs_answer(cfg: DictConfig) -> str | None:
 
 
 def lookup(row: dict, column: str) -> object:
-    """The row's value of ``column`` (``a.b``: key ``b`` of the object in column ``a``); None when absent."""
+    """The row's value of ``column`` (``a.b``: key ``b`` of the object in column ``a``); None when absent.
+    (Also how the sweep report reads a job's saved config: any nested dict by a dotted path.)"""
     value: object = row
     for key in column.split("."):
         if not isinstance(value, dict):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bbuqc.data.swift_rows import lookup  # a key of a nested dict by its dotted path
 from bbuqc.io.run_folder import (
     LOGGING,
     STEP_KEY,
@@ -67,22 +68,22 @@ class Job:
     @property
     def select_metric(self) -> str | None:
         """The job's `train.select_by` (its task's default when null): its objective."""
-        task = dotted(self.config, "task.name")
+        task = lookup(self.config, "task.name")
         if task not in DEFAULT_SELECT_BY:
-            return dotted(self.config, "train.select_by")
-        return select_metric(task, dotted(self.config, "train.select_by"))
+            return lookup(self.config, "train.select_by")
+        return select_metric(task, lookup(self.config, "train.select_by"))
 
     @property
     def objectives(self) -> list[str]:
-        return list(dotted(self.config, "train.objectives") or []) or ([self.select_metric] if self.select_metric else [])
+        return list(lookup(self.config, "train.objectives") or []) or ([self.select_metric] if self.select_metric else [])
 
     @property
     def constraint(self) -> str | None:
         """The job's `train.select_constraint` (the business rule its best checkpoint was chosen under)."""
-        return dotted(self.config, "train.select_constraint") or None
+        return lookup(self.config, "train.select_constraint") or None
 
     def metric_greater(self, metric: str) -> bool:
-        explicit = dotted(self.config, "train.select_greater_is_better") if metric == self.select_metric else None
+        explicit = lookup(self.config, "train.select_greater_is_better") if metric == self.select_metric else None
         return greater_is_better(metric, explicit)
 
     @property
@@ -167,13 +168,6 @@ def _read_config(job_dir: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def dotted(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
 
 
 def _read_held_out(job: Job, logging_rows: list[dict[str, Any]]) -> None:

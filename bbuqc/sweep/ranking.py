@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bbuqc.sweep.jobs import Job, ReportError, dotted, number, swept_parameters
+from bbuqc.data.swift_rows import lookup
+from bbuqc.sweep.jobs import Job, ReportError, number, swept_parameters
 from bbuqc.training.selection import Constraint, greater_is_better, parse_constraint, selection_key
 
 SEED = "train.seed"
@@ -128,7 +129,7 @@ def rank(folder: Path, jobs: list[Job], metric: str | None = None, constraint: s
         directions = [scored[0].metric_greater(o) if scored else greater_is_better(o) for o in objectives]
         front = pareto_front([[j.held_out[o] for o in objectives] for j in scored], directions)
         pareto = {id(scored[i]) for i in front}
-    target = dotted(_sweep_config(folder), "hydra.sweeper._target_")
+    target = lookup(_sweep_config(folder), "hydra.sweeper._target_")
     search = (folder / "optimization_results.yaml").is_file() or bool(target and "BasicSweeper" not in str(target))
     return Ranking(metric, greater, order, objectives, pareto, available, search, rule, meets)
 
