@@ -15,7 +15,7 @@ demo: $(STAMP)  ## the whole lifecycle, measured: summary SFT -> Stage-A -> verd
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m bbuqc.demo
 
 test: $(STAMP)  ## the test suite (without @slow)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=25
 
 test-full: $(STAMP)  ## everything, slow tests included
 	$(PY) -m pytest -q
