@@ -234,6 +234,14 @@ def config_problems(cfg: Any, taxonomy: Taxonomy) -> list[str]:
     if node.id not in all_missions():
         return [f"mission.id={node.id}: no mission file {GROUP}/{node.id}.yaml in the config search path; "
                 f"known: {_known()}"]
+    # Rows, Stage-B's record checks and evaluation read a mission from its file, by id; only the composed node
+    # would carry a command-line override, so the prompts and the rows would disagree. Refuse it.
+    chosen, filed = resolve_mission(node), all_missions()[node.id]
+    for key in FIELDS:
+        if getattr(chosen, key) != getattr(filed, key):
+            return [f"mission.{key}: differs from the mission file of {node.id} (an override?): every stage reads "
+                    "a mission from its file; edit the file, or add your own mission (docs/data.md, "
+                    "\"Your own missions\")"]
     # The synthetic world is drawn and labelled by the rules of bbuqc/missions/rules.py, which cover exactly
     # the built-in missions (it asserts so); a mission of your own has none there.
     if str(cfg.data.source) == "synthetic" and node.id not in MISSIONS:

@@ -149,6 +149,16 @@ def test_a_mission_without_rules_is_refused_on_the_synthetic_world(tmp_path):
         assert problems(_compose(command, tmp_path, overrides=overrides), command) == [line]
 
 
+
+@pytest.mark.parametrize("override,field", [("mission.decision='全部通过'", "decision"),
+                                            ("mission.focus=['挡风板']", "focus")])
+def test_a_command_line_override_of_a_mission_field_is_refused(override, field):
+    """The prompts would read the override and the rows, record checks and evaluation the file: refused."""
+    assert not [p for p in problems(compose("train", ["mission=bbu_wind"]), "train") if "mission" in p]
+    assert problems(compose("train", ["mission=bbu_wind", override]), "train") == [
+        f"mission.{field}: differs from the mission file of bbu_wind (an override?): every stage reads a mission "
+        'from its file; edit the file, or add your own mission (docs/data.md, "Your own missions")']
+
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     conf = f"--config-dir={tmp_path / 'conf'}"  # Hydra's options go before the overrides
     return run_cli("infer", conf, "data.source=files", f"data.root={tmp_path}", f"infer.output={tmp_path / 'out.jsonl'}",
