@@ -316,8 +316,7 @@ def stage_a_figures(files: list[str], perfect: list[str]) -> dict:
     """How close Stage-A's records are to the world's perfect ones, image by image: equal text, usable (JSON
     or 无关图片), `summary.content_f1` (the reward validation uses) over the images that show the mission,
     and the irrelevant images recognised as such."""
-    from bbuqc.protocol import IRRELEVANT
-    from bbuqc.protocol import summary_header
+    from bbuqc.protocol import IRRELEVANT, summary_header
     from bbuqc.rewards import get_reward
 
     ref = {(r["group_id"], r["label"]): r for p in perfect for r in _records(p)}
