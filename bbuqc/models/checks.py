@@ -106,7 +106,7 @@ def _model_usable(m: DictConfig) -> bool:
 def adapter_fits_base(cfg: DictConfig) -> list[str]:
     """model.adapter was trained on this base (model type, hidden size, depth), from the files alone."""
     from bbuqc.models.adapters import adapter_problem, read_adapter, read_base
-    from bbuqc.models.resolve import model_dir, tiny_kind
+    from bbuqc.models.resolve import model_dir, swift_model_type
 
     m = cfg.model
     if not _model_usable(m):
@@ -117,16 +117,8 @@ def adapter_fits_base(cfg: DictConfig) -> list[str]:
         return []  # model_files names it
     base_dir = model_dir(cfg)
     base = read_base(base_dir) if base_dir is not None else None
-    model_type = m.model_type if tiny_kind(cfg) is None else _tiny_model_type(cfg)
-    problem = adapter_problem(adapter, base, model_type)
+    problem = adapter_problem(adapter, base, swift_model_type(cfg))
     return [problem] if problem else []
-
-
-def _tiny_model_type(cfg: DictConfig) -> str:
-    from bbuqc.models.resolve import tiny_kind
-    from bbuqc.models.tiny import SWIFT_TYPES
-
-    return SWIFT_TYPES[tiny_kind(cfg) or ("vl" if cfg.model.multimodal else "text")][0]
 
 
 def vllm_adapter(cfg: DictConfig, node: str = "infer") -> list[str]:

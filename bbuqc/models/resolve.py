@@ -76,13 +76,17 @@ def image_env(cfg: DictConfig) -> dict[str, str]:
     kind = tiny_kind(cfg)
     if m.max_pixels is None and m.min_pixels is None:
         return tiny_env(kind) if kind is not None else {}
-    if kind is not None:
-        from bbuqc.models.tiny import SWIFT_TYPES
+    return image_size_env(m.min_pixels, m.max_pixels, VISION_PATCH.get(swift_model_type(cfg), 14))
 
-        model_type = SWIFT_TYPES[kind][0]
-    else:
-        model_type = m.model_type
-    return image_size_env(m.min_pixels, m.max_pixels, VISION_PATCH.get(str(model_type), 14))
+
+def swift_model_type(cfg: DictConfig) -> str:
+    """The config's ms-swift ``model_type``: a tiny twin's from its spec, else the preset's field."""
+    kind = tiny_kind(cfg)
+    if kind is None:
+        return str(cfg.model.model_type)
+    from bbuqc.models.tiny import SWIFT_TYPES
+
+    return SWIFT_TYPES[kind][0]
 
 
 def apply_image_env(cfg: DictConfig) -> dict[str, str]:
