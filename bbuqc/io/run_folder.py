@@ -111,10 +111,6 @@ def read_validations(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in read_objects(Path(run_dir) / VALIDATION) if isinstance(r.get("step"), int)]
 
 
-def read_answers(run_dir: Path) -> list[dict[str, Any]]:
-    return read_objects(Path(run_dir) / ANSWERS)
-
-
 def figures_at(validations: list[dict[str, Any]], step: int | None) -> dict[str, Any]:
     """Every figure of the validation at ``step`` (the last line for that step wins); {} when none."""
     figures: dict[str, Any] = {}
@@ -154,11 +150,6 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """run_summary.json (training/diagnosis.py: the end-of-run summary and its warnings), or None."""
     summary = _read_json(Path(run_dir) / SUMMARY)
     return summary if isinstance(summary, dict) else None
-
-
-def read_trainable(run_dir: Path) -> dict[str, Any] | None:
-    found = _read_json(Path(run_dir) / TRAINABLE)
-    return found if isinstance(found, dict) else None
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from bbuqc.io.run_folder import DATA
 from bbuqc.runtime.offline import use_offline_defaults
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def prepare(cfg: DictConfig, run_dir: Path, register_rewards: bool = True):
         raise InputError(f"{exc} ({model.path})") from None
     log.info("LoRA on the last %d LLM blocks%s%s: %d Linear modules", lora.last_k,
              " + the vision tower" if lora.vision else "", " + the aligner" if lora.aligner else "", len(targets))
-    data = prepare_datasets(cfg, run_dir / "data")
+    data = prepare_datasets(cfg, run_dir / DATA)
     if cfg.algo.name == "grpo" and register_rewards:
         # imported once the data passed (it imports ms-swift: ~9 s of CPU), so bad data is refused sooner
         from bbuqc.training.rewards import register_config_rewards
