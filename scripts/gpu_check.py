@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import importlib.util
-import json
 import os
 import platform
 import shutil
@@ -373,14 +372,11 @@ class MemoryWatch:
 def step_time(run_dir: Path) -> float | None:
     """ms-swift's per-step time: the median `step_time` of GRPO's steps after the first, else the last
     `train_speed(s/it)` (SFT); from every logging.jsonl under the folder (a sweep has one per job)."""
+    from bbuqc.io.run_folder import LOGGING, log_rows
+
     steps, speeds = [], []
-    for log in sorted(run_dir.rglob("logging.jsonl")):
-        rows = []
-        for line in log.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+    for log in sorted(run_dir.rglob(LOGGING)):
+        rows = log_rows(log.parent)
         times = [r["step_time"] for r in rows if isinstance(r.get("step_time"), int | float)]
         steps += times[1:] or times
         speeds += [r["train_speed(s/it)"] for r in rows if isinstance(r.get("train_speed(s/it)"), int | float)][-1:]
@@ -452,10 +448,9 @@ def environment() -> dict:
 
 
 def write_report(path: Path, report: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from bbuqc.io.atomic import write_json_atomic
+
+    write_json_atomic(path, report)  # after every check: a reader never sees half a report
 
 
 def run_all(checks: list[Check], *, report_path: Path, jobs: int = 4, vllm_jobs: int = 2,
