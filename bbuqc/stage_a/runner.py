@@ -154,7 +154,7 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
     # leaves nothing behind; and only when there is work (a finished output starts nothing).
     # a named cluster (infer.ray_address) runs even one worker there: the model actor on the cluster's GPU
     on_ray = workers > 1 or cfg.infer.get("ray_address") is not None
-    use_ray = on_ray and backend is None and any((g.label, g.group_id) not in done_keys(out) for g in groups)
+    use_ray = on_ray and backend is None and bool(set(order) - done_keys(out))  # the output read once
     with (cluster_for(cfg, "infer", use=use_ray),
           StageAWriter(out, identity_settings(cfg, out, run_identity(cfg, mission, root))) as writer):
         warnings += writer.warnings
