@@ -54,3 +54,14 @@ def validate(cfg: DictConfig, command: str) -> None:
     found = problems(cfg, command)
     if found:
         raise ConfigError(found)
+
+
+def preflight(cfg: DictConfig, command: str) -> None:
+    """Everything a run is checked for before it starts, in one place for single runs and sweep jobs: the
+    config, the devices it names, and (several nodes) the rendezvous address."""
+    from bbuqc.runtime.devices import require_devices
+    from bbuqc.runtime.nodes import require_rendezvous
+
+    validate(cfg, command)
+    require_devices(cfg)
+    require_rendezvous(cfg, command)

@@ -60,16 +60,13 @@ class ValidateConfig(Callback):
         end_of_composition()  # the sweep composed; its jobs report their own failures
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from bbuqc.checks import validate
+        from bbuqc.checks import preflight
         from bbuqc.config.validate import ConfigError
-        from bbuqc.runtime.devices import require_devices
-        from bbuqc.runtime.nodes import other_node_launcher, require_rendezvous, run_other_node
+        from bbuqc.runtime.nodes import other_node_launcher, run_other_node
 
         end_of_composition()
         try:
-            validate(config, self.command)
-            require_devices(config)
-            require_rendezvous(config, self.command)
+            preflight(config, self.command)
             if other_node_launcher(config, self.command):
                 # another node of a multi-node run: it starts its workers and leaves the run folder to node 0
                 sys.exit(run_other_node(config, self.command))
@@ -125,17 +122,13 @@ def entry_point(command: str, runner: Callable[[], Callable[[DictConfig], Any]])
         nonlocal started
         started = True
         end_of_composition()
-        from bbuqc.checks import validate
-        from bbuqc.runtime.devices import require_devices
-        from bbuqc.runtime.nodes import require_rendezvous
+        from bbuqc.checks import preflight
 
         try:
             # Single runs were validated by the on_run_start callback; sweep jobs are checked here (where
             # the job runs: a launcher host may have no GPU), so a bad job fails alone and is recorded
             if HydraConfig.get().mode == RunMode.MULTIRUN:
-                validate(cfg, command)
-                require_devices(cfg)
-                require_rendezvous(cfg, command)
+                preflight(cfg, command)
             return runner()(cfg)
         except (InputError, OSError) as err:
             if HydraConfig.get().mode == RunMode.MULTIRUN:
