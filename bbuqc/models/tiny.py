@@ -93,10 +93,6 @@ class TinySpec:
     tokenizer_layout: str = "compact"
 
     @property
-    def family(self) -> str:
-        return "vl" if self.multimodal else "text"
-
-    @property
     def patch(self) -> int:
         """Vision patch size: the model type's (``resolve.VISION_PATCH``)."""
         return VISION_PATCH[self.model_type] if self.multimodal else PATCH
@@ -130,12 +126,9 @@ SPECS: dict[str, TinySpec] = {
 # Views of SPECS, by the names the rest of bbuqc reads.
 KINDS = tuple(SPECS)
 MODEL_DIRS = {kind: s.folder for kind, s in SPECS.items()}
-FAMILY = {kind: s.family for kind, s in SPECS.items()}
 #: Config preset (``model=<preset>``, conf/model/) -> kind.
 PRESET_KINDS = {preset: kind for kind, s in SPECS.items() for preset in s.presets}
-TRAINED_EMBEDDINGS = frozenset(kind for kind, s in SPECS.items() if s.trained_embeddings)
 SWIFT_TYPES = {kind: (s.model_type, s.template) for kind, s in SPECS.items()}
-SIZES = {kind: s.sizes for kind, s in SPECS.items()}
 #: VL architecture -> (processor class, video processor class) in transformers.
 _PROCESSOR_CLASSES = {"qwen2_vl": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
                       "qwen2_5_vl": ("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
@@ -261,7 +254,7 @@ def ensure_tiny_model(kind: str, cache: Path | str | None = None) -> Path:
 
 def _text_kwargs(vocab_size: int, ids: dict[str, int], kind: str = "text") -> dict:
     """LLM config fields; ``ids``: special token -> id in the kind's tokenizer layout."""
-    hidden, intermediate, layers, heads, kv_heads, _ = SIZES[kind]
+    hidden, intermediate, layers, heads, kv_heads, _ = SPECS[kind].sizes
     return dict(
         vocab_size=vocab_size,
         hidden_size=hidden,
@@ -274,7 +267,7 @@ def _text_kwargs(vocab_size: int, ids: dict[str, int], kind: str = "text") -> di
         rms_norm_eps=1e-6,
         use_sliding_window=False,
         max_window_layers=layers,
-        tie_word_embeddings=kind not in TRAINED_EMBEDDINGS,
+        tie_word_embeddings=not SPECS[kind].trained_embeddings,
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -289,7 +282,7 @@ def _vl_config(vocab_size: int, ids: dict[str, int], kind: str = "vl"):
     # close to its input token's embedding, so greedy decoding repeats the prompt's last token
     # (a newline) and Stage-A would write no summaries at all.
     text["tie_word_embeddings"] = False
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": SIZES[kind][5]}
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": SPECS[kind].sizes[5]}
     vision = dict(
         depth=VISION_DEPTH,
         embed_dim=VISION_EMBED,
@@ -355,7 +348,7 @@ def _save_processor(kind: str, out: Path, backend) -> None:
 
     template = chat_template(kind)
     tokenizer = save_tokenizer(out, backend)
-    if FAMILY[kind] == "vl":
+    if SPECS[kind].multimodal:
         import transformers
         from transformers import Qwen2VLImageProcessor
 
@@ -415,7 +408,7 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     ids = {content: backend.token_to_id(content) for content in QWEN_SPECIAL_TOKENS}
     vocab_size = model_vocab_size(layout, backend)
     assert max(ids.values()) < vocab_size
-    if FAMILY[kind] == "vl":
+    if SPECS[kind].multimodal:
         import transformers
 
         cls = getattr(transformers, _VL_CLASSES[SPECS[kind].model_type][1])
@@ -435,7 +428,7 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     # ever get more than ~0.2% probability and no amount of GRPO/SFT would teach the model a
     # format. Scaled rows give a range of ~13, as in a trained checkpoint.
     with torch.no_grad():
-        if kind not in TRAINED_EMBEDDINGS:
+        if not SPECS[kind].trained_embeddings:
             model.get_input_embeddings().weight.mul_(OUTPUT_SCALE)
             if not config.get_text_config().tie_word_embeddings:
                 model.get_output_embeddings().weight.mul_(OUTPUT_SCALE)
@@ -444,7 +437,7 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     _save_processor(kind, out, backend)
     n_params = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
     return {"kind": kind, "name": MODEL_DIRS[kind], "seed": SEED, "architecture": cls.__name__,
-            "num_parameters": n_params, "num_llm_layers": SIZES[kind][2], "tokenizer_layout": layout,
+            "num_parameters": n_params, "num_llm_layers": SPECS[kind].sizes[2], "tokenizer_layout": layout,
             "num_tokens": backend.get_vocab_size(with_added_tokens=True), "vocab_size": vocab_size,
             "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
             "corpus_sha256": _corpus_sha256()}
