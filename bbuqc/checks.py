@@ -63,5 +63,5 @@ def preflight(cfg: DictConfig, command: str) -> None:
     from bbuqc.runtime.nodes import require_rendezvous
 
     validate(cfg, command)
-    require_devices(cfg)
+    require_devices(cfg, command)
     require_rendezvous(cfg, command)

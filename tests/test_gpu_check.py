@@ -212,6 +212,6 @@ def test_a_named_ray_cluster_runs_even_one_worker_and_checks_its_gpus_there(monk
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     on_ray = compose("infer", ["compute=gpu", "infer.ray_address=local"])
     here = compose("infer", ["compute=gpu"])
-    require_devices(on_ray)
+    require_devices(on_ray, "infer")
     with pytest.raises(InputError, match="compute.device=cuda: no CUDA device is visible here"):
-        require_devices(here)
+        require_devices(here, "infer")

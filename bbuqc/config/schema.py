@@ -573,7 +573,9 @@ class EvaluateConfig:
     max_new_tokens: int = 96  # tokens per answer
     temperature: float = 0.0  # 0: greedy; > 0 samples (with samples_per_group > 1)
     workers: int = 1  # >1: answer on Ray Data with this many model actors (one GPU each with compute.device=cuda)
-    ray_address: str | None = None  # workers>1: auto | <host>:<port> attaches to a Ray cluster; null starts a local one
+    # auto | <host>:<port> attaches to a Ray cluster (even with workers=1), local starts one; null: a local one
+    # when workers>1, else no Ray (as infer.ray_address)
+    ray_address: str | None = None
     force_resume: bool = False  # resume predictions.jsonl whose predictions.settings.json is missing
     progress: bool = True  # a progress bar on stderr
 

@@ -37,20 +37,22 @@ def local_gpu_count() -> int:
     return 0
 
 
-def require_devices(cfg: Any) -> None:
-    """Refuse, in one line naming the field, a run that asks for CUDA where no CUDA device is visible: it would
-    load the model and fail later with a library's traceback. Runs where the job runs (a Ray or SLURM job on
-    its GPU node), not where a sweep is launched from."""
-    if "infer" in cfg and cfg.infer.get("ray_address") is not None or \
-            any(node in cfg and int(cfg[node].get("workers", 1)) > 1 for node in ("infer", "evaluate")):
+def require_devices(cfg: Any, command: str) -> None:
+    """Refuse, in one line naming the field, a run of ``command`` (train / infer / evaluate) that asks for CUDA
+    where no CUDA device is visible: it would load the model and fail later with a library's traceback. Only
+    the command's own node counts (every command's config carries both ``infer`` and ``evaluate``). Runs where
+    the job runs (a Ray or SLURM job on its GPU node), not where a sweep is launched from."""
+    from bbuqc.runtime.ray_pool import on_ray
+
+    node = command if command in ("infer", "evaluate") else None
+    if node and on_ray(cfg, node):
         return  # Ray Data's actors hold the models: the cluster's GPUs are checked there (bbuqc/runtime/ray_pool.py)
     wants = []
     if str(cfg.compute.device) == "cuda":
         wants.append("compute.device=cuda")
     # vLLM missing altogether is the backend's own refusal (it names the install); installed, it needs CUDA
-    for node in ("infer", "evaluate"):
-        if node in cfg and str(cfg[node].get("backend", "hf")) == "vllm" and importlib.util.find_spec("vllm"):
-            wants.append(f"{node}.backend=vllm")
+    if node and str(cfg[node].get("backend", "hf")) == "vllm" and importlib.util.find_spec("vllm"):
+        wants.append(f"{node}.backend=vllm")
     if wants and local_gpu_count() == 0:
         raise InputError(f"{', '.join(wants)}: no CUDA device is visible here (CUDA_VISIBLE_DEVICES, "
                          "/proc/driver/nvidia/gpus, nvidia-smi); use compute=cpu (and infer.backend=hf) or run "

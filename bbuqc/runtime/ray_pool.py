@@ -108,6 +108,12 @@ def ray_cluster(address: str | None, *, field: str, workers: int, workers_field:
             ray.shutdown()
 
 
+def on_ray(cfg, node: str) -> bool:
+    """Whether command node ``node`` (``infer`` / ``evaluate``) runs its model on Ray: several workers, or a
+    named cluster (``ray_address``: even one worker runs there, its model on the cluster's GPU)."""
+    return int(cfg[node].get("workers", 1)) > 1 or cfg[node].get("ray_address") is not None
+
+
 def cluster_for(cfg, node: str, *, use: bool) -> AbstractContextManager[None]:
     """The Ray cluster of command node ``node`` (``infer`` / ``evaluate``: its ``ray_address`` and
     ``workers``) when ``use``, else nothing to join."""

@@ -43,7 +43,7 @@ from bbuqc.io.jsonl import Settings
 from bbuqc.missions import Mission
 from bbuqc.prompts.summary import resolve_mission
 from bbuqc.runtime.offline import use_offline_defaults
-from bbuqc.runtime.ray_pool import cluster_for, fan_out
+from bbuqc.runtime.ray_pool import cluster_for, fan_out, on_ray
 
 from .backends import Backend, BackendError, backend_for, check_backend, settings_of
 from .batches import GenerationStats, GroupFailure, generate_groups
@@ -153,8 +153,7 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
     # The Ray cluster is joined before the output is opened, so an unreachable infer.ray_address
     # leaves nothing behind; and only when there is work (a finished output starts nothing).
     # a named cluster (infer.ray_address) runs even one worker there: the model actor on the cluster's GPU
-    on_ray = workers > 1 or cfg.infer.get("ray_address") is not None
-    use_ray = on_ray and backend is None and bool(set(order) - done_keys(out))  # the output read once
+    use_ray = on_ray(cfg, "infer") and backend is None and bool(set(order) - done_keys(out))  # the output read once
     with (cluster_for(cfg, "infer", use=use_ray),
           StageAWriter(out, identity_settings(cfg, out, run_identity(cfg, mission, root))) as writer):
         warnings += writer.warnings

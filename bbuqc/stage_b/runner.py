@@ -20,7 +20,7 @@ from bbuqc.data.records import StageAFormatError, iter_stage_a_files
 from bbuqc.data.rows import verdict_row
 from bbuqc.errors import InputError
 from bbuqc.runtime.offline import use_offline_defaults
-from bbuqc.runtime.ray_pool import cluster_for, fan_out
+from bbuqc.runtime.ray_pool import cluster_for, fan_out, on_ray
 
 from .metrics import attribution, compute_metrics, score_answers, vote
 from .outputs import (
@@ -172,13 +172,13 @@ def evaluate(cfg: DictConfig, model=None, *, model_factory=None) -> dict:
     predictions = out_dir / PREDICTIONS
     settings = settings_of(cfg)
     params = reward_params(cfg)  # the rewards of every record are scored with the run's parameters
-    workers = int(cfg.evaluate.get("workers", 1))
     try:
         done = {prediction_key(r) for r in read_predictions(predictions)}  # read only, to decide on Ray
     except PredictionsError as exc:
         raise EvaluationInputError(str(exc)) from None
     # Ray is joined before predictions.jsonl is opened: an unreachable evaluate.ray_address writes nothing
-    use_ray = workers > 1 and model is None and any(g.key not in done for g in groups)
+    # several workers, or a named cluster (evaluate.ray_address: even one worker runs there), as in Stage-A
+    use_ray = on_ray(cfg, "evaluate") and model is None and any(g.key not in done for g in groups)
     from bbuqc.tracking.runs import wandb_run
 
     with cluster_for(cfg, "evaluate", use=use_ray), ExitStack() as stack:

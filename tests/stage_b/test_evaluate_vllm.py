@@ -96,7 +96,7 @@ def test_vllm_installed_without_a_gpu_is_refused(inputs, tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
     with pytest.raises(InputError, match=r"^evaluate.backend=vllm: no CUDA device is visible here"):
-        require_devices(compose_cfg(files, tmp_path / "out", "evaluate.backend=vllm"))
+        require_devices(compose_cfg(files, tmp_path / "out", "evaluate.backend=vllm"), "evaluate")
 
 
 def test_an_adapter_vllm_cannot_apply_is_refused(inputs, tmp_path):
