@@ -1,6 +1,7 @@
 """`python -m bbuqc.demo` (`make demo`): the whole lifecycle on the embedded default, measured.
 
-images -> summary model (SFT with the vision tower trained, then GRPO with `reward=summary_full`) ->
+images -> summary model (SFT on a twin whose vision tower is pretrained at build, then GRPO with
+`reward=summary_full`) ->
 Stage-A with it on images neither model trained on -> verdict model (SFT on perfect records, then GRPO on
 the summaries the summary model really wrote, with the human labels and the business cost in the reward)
 -> evaluation of the base, SFT and GRPO verdict models on held-out groups: from perfect Stage-A records,
@@ -164,9 +165,9 @@ class Demo:
         return sorted(str(p) for p in out.glob("*.jsonl"))
 
     def summary_chain(self, worlds: dict[str, Path], grpo_records: Future) -> dict:
-        """a. SFT of the summary model (vision tower included); b. GRPO from its best checkpoint; c. Stage-A
-        with the better of the two (by held-out content F1) on the verdict GRPO's world (handed to the verdict
-        chain as soon as it is written), the test world and the shifted test world."""
+        """a. SFT of the summary model (LLM LoRA; the twin's tower is pretrained and frozen); b. GRPO from its
+        best checkpoint; c. Stage-A with the better of the two (by held-out content F1) on the verdict GRPO's
+        world (handed to the verdict chain as soon as it is written), the test world and the shifted test world."""
         try:
             data = self.data_overrides(self.settings.summary_groups_per_mission)
             sft_run = self.command("summary_sft", "bbuqc.train", ["experiment=demo_summary_sft", *data])

@@ -1,0 +1,23 @@
+"""The demo twin's vision pretraining: what it learns from, and that it never sees a demo world's image."""
+
+from __future__ import annotations
+
+import json
+
+from bbuqc import demo
+from bbuqc.models import vision_pretraining as vp
+
+
+def test_an_image_facts_are_its_categories_and_each_attribute_value():
+    ref = json.dumps({"dataset": "BBU", "objects_total": 3, "统计": [
+        {"类别": "BBU设备", "品牌": {"华为": 1}, "可见性": {"完整": 1}},
+        {"类别": "BBU安装螺丝", "符合性": {"符合": 1, "不符合": 1}}], "备注": ["遮挡"]}, ensure_ascii=False)
+    assert vp.image_facts(ref) == {"BBU设备", "BBU设备/品牌=华为", "BBU设备/可见性=完整", "BBU安装螺丝",
+                                   "BBU安装螺丝/符合性=符合", "BBU安装螺丝/符合性=不符合"}
+    assert vp.image_facts(json.dumps({"dataset": "RRU", "objects_total": 0, "统计": []})) == set()
+
+
+def test_the_pretraining_world_is_none_of_the_demo_worlds():
+    # group numbers start at seed x 10^6 (bbuqc/data/synth): another seed shares no group, hence no image,
+    # with the worlds the demo trains, selects and tests on
+    assert vp.WORLD_SEED not in {demo.TRAIN_SEED, demo.TEST_SEED, demo.GRPO_SEED}
