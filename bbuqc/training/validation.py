@@ -4,7 +4,8 @@ Every `train.eval_steps` steps the model being trained answers the validation ro
 answers are scored with the evaluation code (`bbuqc.stage_b.metrics` for verdicts: accuracy,
 false-pass / false-fail / invalid rates and the `verdict.*` means; every `summary.*` reward for
 summaries). The figures go through the trainer's own log (so `logging.jsonl` and W&B get them under
-`val/`) and to `validation.jsonl` in the run folder.
+`val/`) and to `validation.jsonl` in the run folder. On several GPUs each rank answers its share of the
+rows and the answers are gathered (:func:`answers_across_ranks`): a validation costs 1/N of one rank's.
 
 A validated step is always saved. When it is a new best by `train.select_by`, the trainer's
 `best_global_step` is set before the save, so transformers records it as `best_model_checkpoint` and
@@ -158,6 +159,28 @@ class Generator:
         return texts if n > 1 else [t[0] for t in texts]
 
 
+def answers_across_ranks(rows: list[dict], answer) -> list:
+    """``answer(rows)`` shared out over the ranks of a distributed run: each rank answers every world-th row,
+    and the shares are gathered so that every rank holds all the answers in row order (and every rank takes
+    the same best-checkpoint and early-stop decisions). Each share is padded to the same length, so that every
+    rank makes the same generate() calls: ZeRO-3 generates in lockstep (transformers' synced_gpus), and a
+    rank with one call fewer would leave the others waiting. One process: ``answer(rows)``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not rows:
+        return answer(rows)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = rows[rank::world]
+    size = -(-len(rows) // world)
+    local = answer(mine + [rows[0]] * (size - len(mine)))[:len(mine)]
+    shares: list = [None] * world
+    dist.all_gather_object(shares, local)
+    out: list = [None] * len(rows)
+    for r, share in enumerate(shares):
+        out[r::world] = share
+    return out
+
+
 class ValidationCallback(TrainerCallback):
     def __init__(self, cfg: DictConfig, trainer, validation_rows: Path, run_dir: Path, wandb_run=None, answer=None):
         t = cfg.train
@@ -179,13 +202,14 @@ class ValidationCallback(TrainerCallback):
         self._samples, self._temperature = t.get("val_samples", 1), t.temperature
 
     def _answers(self) -> list[str]:
-        if self._answer is not None:
-            return self._answer(self.rows)
-        template = getattr(self.trainer, "template", None)
-        processor = getattr(template, "processor", None) or self.trainer.processing_class
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        return Generator(model, processor, self.task, self._max_new_tokens, self._batch_size, self._samples,
-                         self._temperature).answers(self.rows)
+        answer = self._answer  # tests: scripted
+        if answer is None:
+            template = getattr(self.trainer, "template", None)
+            processor = getattr(template, "processor", None) or self.trainer.processing_class
+            model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            answer = Generator(model, processor, self.task, self._max_new_tokens, self._batch_size, self._samples,
+                               self._temperature).answers
+        return answers_across_ranks(self.rows, answer)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # a resumed run continues the best so far: its validations up to the checkpoint's step (the log was
