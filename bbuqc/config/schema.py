@@ -511,6 +511,12 @@ class DataConfig:
     val_fraction: float = 0.0
     val_stage_a_jsonl: list[str] = field(default_factory=list)  # verdict task
     val_summary_jsonl: str | None = None  # summary task
+    # summary task: a training image whose reference states a rare fact (a category, or an attribute's value
+    # from a closed set, stated by fewer than rare_fact_share of the training images) is trained on
+    # rare_fact_repeat times. The failures that decide a verdict are such facts (a non-compliant screw: ~1% of
+    # the images); 1: every image once (docs/training.md, "Rare facts")
+    rare_fact_repeat: int = 1  # times a training image with a rare fact is trained on (summary task)
+    rare_fact_share: float = 0.03  # a fact stated by fewer than this share of the training images is rare
 
 
 def check_data(d: DictConfig) -> list[str]:
@@ -524,6 +530,10 @@ def check_data(d: DictConfig) -> list[str]:
         out.append(f"data.val_summary_jsonl={d.val_summary_jsonl}: no such file")
     if not 0 <= d.val_fraction < 1:
         out.append(f"data.val_fraction={d.val_fraction}: expected 0 <= val_fraction < 1")
+    if d.get("rare_fact_repeat", 1) < 1:
+        out.append(f"data.rare_fact_repeat={d.rare_fact_repeat}: expected an integer >= 1 (1: every image once)")
+    if not 0 < d.get("rare_fact_share", 0.03) <= 1:
+        out.append(f"data.rare_fact_share={d.rare_fact_share}: expected 0 < rare_fact_share <= 1")
     out += _synthetic_shift(d)
     return out
 

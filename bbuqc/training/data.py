@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from omegaconf import DictConfig
 
 from bbuqc.data.sources import stage_a_files, summary_rows_source
 from bbuqc.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDataError(InputError):
@@ -101,6 +104,34 @@ def source_datasets(cfg: DictConfig):
     return train, None
 
 
+def repeat_rare_facts(train, repeat: int, share: float):
+    """``train`` with each summary row whose reference states a rare fact (one stated by fewer than ``share`` of
+    the rows: :func:`bbuqc.rewards.summary.facts.closed_facts`) ``repeat`` times; the number of such rows. The
+    facts that fail a group are rare per image, and a model trained on the plain mix writes the common value.
+    Rows without a readable reference (irrelevant images, a reference that is not JSON) state no fact."""
+    from collections import Counter
+
+    from bbuqc.data.swift_rows import answer
+    from bbuqc.protocol import postprocess_summary
+    from bbuqc.rewards.summary.facts import closed_facts
+
+    def facts(row) -> set:
+        try:
+            obj = json.loads(postprocess_summary(answer(row) or ""))
+        except json.JSONDecodeError:
+            return set()
+        return closed_facts(obj) if isinstance(obj, dict) else set()
+
+    stated = [facts(row) for row in train]
+    counts = Counter(f for row_facts in stated for f in row_facts)
+    rare = {f for f, n in counts.items() if n < share * len(stated)}
+    picked = [i for i, row_facts in enumerate(stated) if row_facts & rare]
+    if repeat == 1 or not picked:
+        return train, len(picked)
+    chosen = set(picked)
+    return train.select([i for i in range(len(stated)) for _ in range(repeat if i in chosen else 1)]), len(picked)
+
+
 def check_references(ds, cfg: DictConfig) -> None:
     """SFT learns the rows' reference outputs: every row needs one."""
     from bbuqc.data.swift_rows import answer
@@ -122,6 +153,11 @@ def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
     sft = cfg.algo.name == "sft"
     if sft:
         check_references(train, cfg)
+    repeat = int(cfg.data.get("rare_fact_repeat", 1))
+    if cfg.task.name == "summary" and repeat > 1:
+        train, n_rare = repeat_rare_facts(train, repeat, float(cfg.data.rare_fact_share))
+        log.info("data.rare_fact_repeat=%d: %d training images state a rare fact and are trained on %d times "
+                 "(%d rows)", repeat, n_rare, repeat, len(train))
     out_dir.mkdir(parents=True, exist_ok=True)
     # ms-swift opens the images itself: any it would read differently from bbuqc's loader (16-bit,
     # transparency, EXIF rotation, oversize) is handed over as a PNG of what Stage-A sees

@@ -122,6 +122,13 @@ def extract_facts(obj: dict) -> Facts:
     return facts
 
 
+def closed_facts(obj: dict) -> set[tuple[str, ...]]:
+    """The facts of a summary object whose values come from a closed set: each category, and each
+    ``(category, attribute, value)`` of its 统计 but free text (文本) and numbers (站点距离, 组)."""
+    facts = extract_facts(obj)
+    return {(c,) for c in facts.categories} | {key[1:] for key in facts.stats if key[2] not in _NUMERIC_ATTRS}
+
+
 _NOT_ATTRS = frozenset(("", "类别", "异常"))
 
 
