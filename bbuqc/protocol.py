@@ -20,6 +20,7 @@ Verdict (REWARDS.md, "Stage-B verdict rewards")::
 
 from __future__ import annotations
 
+import json
 import re
 
 # --- special tokens ---------------------------------------------------------
@@ -72,6 +73,19 @@ def postprocess_summary(raw: str) -> str:
         if line.startswith("{"):
             return line
     return lines[0]
+
+
+def summary_object(summary: str) -> dict | None:
+    """The JSON object one image's summary states (read as :func:`postprocess_summary` keeps it), or None: an
+    irrelevant image, an empty answer, anything that is not one JSON object."""
+    line = postprocess_summary(summary)
+    if not line or line == IRRELEVANT:
+        return None
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 # --- verdict ----------------------------------------------------------------

@@ -530,9 +530,9 @@ def check_data(d: DictConfig) -> list[str]:
         out.append(f"data.val_summary_jsonl={d.val_summary_jsonl}: no such file")
     if not 0 <= d.val_fraction < 1:
         out.append(f"data.val_fraction={d.val_fraction}: expected 0 <= val_fraction < 1")
-    if d.get("rare_fact_repeat", 1) < 1:
+    if d.rare_fact_repeat < 1:
         out.append(f"data.rare_fact_repeat={d.rare_fact_repeat}: expected an integer >= 1 (1: every image once)")
-    if not 0 < d.get("rare_fact_share", 0.03) <= 1:
+    if not 0 < d.rare_fact_share <= 1:
         out.append(f"data.rare_fact_share={d.rare_fact_share}: expected 0 < rare_fact_share <= 1")
     out += _synthetic_shift(d)
     return out

@@ -152,7 +152,7 @@ def algo_data(cfg: DictConfig) -> list[str]:
                        "(or data.swift_jsonl: your ms-swift rows)")
     if cfg.algo.name == S.Algo.sft and cfg.chord.enabled:
         out.append("chord=on: CHORD mixes SFT into GRPO; it needs algo=grpo (algo=sft is SFT already)")
-    if task == S.Task.verdict and d.get("rare_fact_repeat", 1) > 1:
+    if task == S.Task.verdict and d.rare_fact_repeat > 1:
         out.append(f"data.rare_fact_repeat={d.rare_fact_repeat}: repeats summary images with rare facts; "
                    "task=verdict trains on groups (use it with task=summary)")
     if task == S.Task.summary and not cfg.model.multimodal:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from natsort import natsorted
 
-from bbuqc.protocol import IRRELEVANT, postprocess_summary
+from bbuqc.protocol import IRRELEVANT, postprocess_summary, summary_object
 from bbuqc.rewards.summary.facts import extract_facts
 
 from .catalogue import MISSIONS, Mission, resolve_mission
@@ -84,14 +84,8 @@ class _Evidence:
 
 def _evidence(key: str, summary: str) -> _Evidence | None:
     """None for an irrelevant image or a summary that is not a JSON object."""
-    line = postprocess_summary(summary)
-    if not line or line == IRRELEVANT:
-        return None
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
+    obj = summary_object(summary)
+    if obj is None:
         return None
     facts = extract_facts(obj)
     values = Counter({key_[1:]: n for key_, n in {**facts.stats, **facts.texts}.items()})

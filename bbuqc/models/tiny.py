@@ -357,6 +357,7 @@ def _save_processor(kind: str, out: Path, backend):
 
     template = chat_template(kind)
     tokenizer = save_tokenizer(out, backend)
+    image_processor = None
     if SPECS[kind].multimodal:
         import transformers
         from transformers import Qwen2VLImageProcessor
@@ -396,7 +397,7 @@ def _save_processor(kind: str, out: Path, backend):
     # between qwen2_vl and qwen2_gme). Training (load_args=False) ignores it.
     model_type, template = SWIFT_TYPES[kind]
     _write_json(out / "args.json", {"model_type": model_type, "template": template, "swift_version": "4.0.0"})
-    return image_processor if SPECS[kind].multimodal else None
+    return image_processor
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -38,14 +38,12 @@ SEED = 1234
 
 
 def image_facts(summary_ref: str) -> set[str]:
-    """The facts a reference summary states: each category and each ``category/attribute=value``."""
-    facts = set()
-    for stat in json.loads(summary_ref).get("统计", []):
-        category = stat["类别"]
-        facts.add(category)
-        facts.update(f"{category}/{attr}={value}" for attr, values in stat.items()
-                     if attr != "类别" and isinstance(values, dict) for value in values)
-    return facts
+    """The facts a reference summary states (the rewards' reading, :func:`extract_facts`), as the labels the
+    head learns: each category and each ``category/attribute=value``, free text and numbers included."""
+    from bbuqc.rewards.summary.facts import extract_facts
+
+    facts = extract_facts(json.loads(summary_ref))
+    return set(facts.categories) | {f"{c}/{a}={v}" for _, c, a, v in {**facts.stats, **facts.texts}}
 
 
 def pretrain_vision(model, image_processor, min_pixels: int, max_pixels: int) -> dict:

@@ -112,24 +112,18 @@ def repeat_rare_facts(train, repeat: int, share: float):
     from collections import Counter
 
     from bbuqc.data.swift_rows import answer
-    from bbuqc.protocol import postprocess_summary
+    from bbuqc.protocol import summary_object
     from bbuqc.rewards.summary.facts import closed_facts
 
-    def facts(row) -> set:
-        try:
-            obj = json.loads(postprocess_summary(answer(row) or ""))
-        except json.JSONDecodeError:
-            return set()
-        return closed_facts(obj) if isinstance(obj, dict) else set()
-
-    stated = [facts(row) for row in train]
+    objects = [summary_object(answer(row) or "") for row in train]
+    stated = [closed_facts(obj) if obj is not None else set() for obj in objects]
     counts = Counter(f for row_facts in stated for f in row_facts)
     rare = {f for f, n in counts.items() if n < share * len(stated)}
-    picked = [i for i, row_facts in enumerate(stated) if row_facts & rare]
-    if repeat == 1 or not picked:
-        return train, len(picked)
-    chosen = set(picked)
-    return train.select([i for i in range(len(stated)) for _ in range(repeat if i in chosen else 1)]), len(picked)
+    has_rare = [bool(row_facts & rare) for row_facts in stated]
+    n_rare = sum(has_rare)
+    if repeat == 1 or not n_rare:
+        return train, n_rare
+    return train.select([i for i, r in enumerate(has_rare) for _ in range(repeat if r else 1)]), n_rare
 
 
 def check_references(ds, cfg: DictConfig) -> None:
@@ -153,9 +147,9 @@ def prepare_datasets(cfg: DictConfig, out_dir: Path) -> TrainingData:
     sft = cfg.algo.name == "sft"
     if sft:
         check_references(train, cfg)
-    repeat = int(cfg.data.get("rare_fact_repeat", 1))
+    repeat = cfg.data.rare_fact_repeat
     if cfg.task.name == "summary" and repeat > 1:
-        train, n_rare = repeat_rare_facts(train, repeat, float(cfg.data.rare_fact_share))
+        train, n_rare = repeat_rare_facts(train, repeat, cfg.data.rare_fact_share)
         log.info("data.rare_fact_repeat=%d: %d training images state a rare fact and are trained on %d times "
                  "(%d rows)", repeat, n_rare, repeat, len(train))
     out_dir.mkdir(parents=True, exist_ok=True)
