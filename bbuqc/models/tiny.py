@@ -19,9 +19,9 @@ Qwen2-VL-2B and Qwen2.5-0.5B/1.5B/3B do), except where they are meant to be trai
 They are saved with ``save_pretrained`` so that every consumer loads them through exactly the
 same ``from_pretrained`` path as a real checkpoint.
 
-The demo's summary twin (``vl_demo``) is the one exception to "random": its vision tower and merger get a
-short vision pretraining at build (:mod:`bbuqc.models.vision_pretraining`, ~1 min of one core), standing in
-for a real checkpoint's pretrained tower; its LLM stays random.
+The demo's summary twin (``vl_demo``) is the one exception to "random": it is pretrained at build
+(:mod:`bbuqc.models.vision_pretraining`, ~6 min of one core), standing in for a real pretrained checkpoint:
+its tower and merger learn to see, then its LLM learns to caption what the tower sees.
 
 Building is deterministic (fixed seed, fixed corpus, one torch thread for the pretraining): two builds give
 byte-identical ``model.safetensors``. A build happens once per cache: it is written into a temp folder next to the
@@ -95,9 +95,9 @@ class TinySpec:
     #: as ms-swift's Qwen VL templates hard-code) or ``"compact"`` (~1.9K rows; a VL twin then needs
     #: :mod:`bbuqc.models.swift_template`'s template, which reads the image ids from its tokenizer).
     tokenizer_layout: str = "compact"
-    #: The vision tower and merger get a short vision pretraining at build (:mod:`bbuqc.models.vision_pretraining`),
-    #: standing in for a real checkpoint's pretrained tower; the LLM stays random.
-    pretrained_vision: bool = False
+    #: The twin is pretrained at build (:mod:`bbuqc.models.vision_pretraining`): its tower and merger learn to
+    #: see, then its LLM learns to caption what the tower sees, standing in for a real pretrained checkpoint.
+    pretrained: bool = False
 
     @property
     def patch(self) -> int:
@@ -116,8 +116,8 @@ SPECS: dict[str, TinySpec] = {
     # the demo's summary twin: compact vocabulary, so that its training step does not pay for 151936 rows
     # (~40x cheaper on CPU: the summary model sees 4x more images in the same time, docs/demo.md)
     # and a tower that sees, as a real checkpoint's does: a random one kept its summaries on the mission's prior
-    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v4", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
-                        trained_embeddings=True, pretrained_vision=True),
+    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v5", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
+                        trained_embeddings=True, pretrained=True),
     # the demo's verdict twin is wider (the decision needs the room)
     "text_demo": TinySpec("tiny-demo-qwen2-v2", ("tiny_text_demo",), "qwen2", "qwen", False,
                           sizes=(128, 256, 4, 4, 2, [4, 6, 6]), trained_embeddings=True),
@@ -352,12 +352,12 @@ def _generation_config(ids: dict[str, int]):
 
 
 def _save_processor(kind: str, out: Path, backend):
-    """Write the kind's tokenizer (and processor); returns the image processor of a VL kind, else None."""
+    """Write the kind's tokenizer (and processor); returns the processor of a VL kind, else None."""
     from bbuqc.models.tokenizer import QWEN2_VL_CHAT_TEMPLATE, save_tokenizer
 
     template = chat_template(kind)
     tokenizer = save_tokenizer(out, backend)
-    image_processor = None
+    processor = None
     if SPECS[kind].multimodal:
         import transformers
         from transformers import Qwen2VLImageProcessor
@@ -397,7 +397,7 @@ def _save_processor(kind: str, out: Path, backend):
     # between qwen2_vl and qwen2_gme). Training (load_args=False) ignores it.
     model_type, template = SWIFT_TYPES[kind]
     _write_json(out / "args.json", {"model_type": model_type, "template": template, "swift_version": "4.0.0"})
-    return image_processor
+    return processor
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -444,12 +444,12 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
             if not config.get_text_config().tie_word_embeddings:
                 model.get_output_embeddings().weight.mul_(OUTPUT_SCALE)
     model.generation_config = _generation_config(ids)
-    image_processor = _save_processor(kind, out, backend)
+    processor = _save_processor(kind, out, backend)
     info = {}
-    if SPECS[kind].pretrained_vision:
-        from bbuqc.models.vision_pretraining import pretrain_vision
+    if SPECS[kind].pretrained:
+        from bbuqc.models.vision_pretraining import pretrain_twin
 
-        info["vision_pretraining"] = pretrain_vision(model, image_processor, *pixel_limits(kind))
+        info["pretraining"] = pretrain_twin(model, processor, *pixel_limits(kind))
     model.save_pretrained(str(out))
     n_params = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
     return {"kind": kind, "name": MODEL_DIRS[kind], "seed": SEED, "architecture": cls.__name__,

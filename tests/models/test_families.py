@@ -160,7 +160,7 @@ def unconfigured_qwen_vl_utils():
     ("tiny_qwen3_vl", ["model.max_pixels=8192", "model.min_pixels=1024"], 8),  # config wins: 8 tokens of 32*32
     ("tiny_qwen2_5_vl", ["model.max_pixels=6272"], 8),  # 8 tokens of 28*28
     # compact vocabulary: <|image_pad|> is not at Qwen's id, and bbuqc's template knows it; slow: the twin's build
-    # pretrains its vision tower (~1 min of one core)
+    # pretrains it (~5 min of one core)
     pytest.param("tiny_demo", [], 16, marks=pytest.mark.slow),
 ])
 def test_training_and_stage_a_give_an_image_the_same_number_of_tokens(

@@ -21,3 +21,14 @@ def test_the_pretraining_world_is_none_of_the_demo_worlds():
     # group numbers start at seed x 10^6 (bbuqc/data/synth): another seed shares no group, hence no image,
     # with the worlds the demo trains, selects and tests on
     assert vp.WORLD_SEED not in {demo.TRAIN_SEED, demo.TEST_SEED, demo.GRPO_SEED}
+
+
+def test_a_caption_states_each_counted_value_in_plain_words_and_no_summary_syntax():
+    ref = json.dumps({"dataset": "RRU", "objects_total": 3, "统计": [
+        {"类别": "尾纤", "标签": {"无标签": 1, "有标签": 1}, "套管保护": {"无套管": 2}},
+        {"类别": "标签", "文本": {"RRU-C3": 1}}], "分组统计": {"1": 3}}, ensure_ascii=False)
+    assert vp.caption(ref) == "尾纤 无标签 有标签 无套管 无套管 ; 标签 RRU-C3"
+    assert vp.caption(None) == "无关图片"
+    # the summary's own syntax never appears: the SFT, not the pretraining, teaches the missions' JSON
+    assert not set(vp.caption(ref)) & set('{}":,') and "类别" not in vp.caption(ref)
+
