@@ -116,7 +116,7 @@ SPECS: dict[str, TinySpec] = {
     # the demo's summary twin: compact vocabulary, so that its training step does not pay for 151936 rows
     # (~40x cheaper on CPU: the summary model sees 4x more images in the same time, docs/demo.md)
     # and a tower that sees, as a real checkpoint's does: a random one kept its summaries on the mission's prior
-    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v5", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
+    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v6", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
                         trained_embeddings=True, pretrained=True),
     # the demo's verdict twin is wider (the decision needs the room)
     "text_demo": TinySpec("tiny-demo-qwen2-v2", ("tiny_text_demo",), "qwen2", "qwen", False,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -37,8 +38,8 @@ STEPS = 1500
 BATCH = 16
 LR = 3e-3
 HELD_OUT = 300
-#: Stage 2, reading: the LLM and the merger learn to caption the facts from the frozen tower (6000 steps:
-#: held-out captions exact 0.55 / 0.76 after 3000 / 6000, docs/demo.md).
+#: Stage 2, reading: the LLM and the merger learn to caption the facts from the frozen tower (6000 steps: in
+#: the probes, held-out captions were exact 0.55 after 3000 and 0.76 after 6000; docs/demo.md).
 READ_STEPS = 6000
 READ_BATCH = 8
 READ_LR = 1e-3
@@ -60,8 +61,11 @@ def image_facts(summary_ref: str) -> set[str]:
 
 def caption(summary_ref: str | None) -> str:
     """An image's facts as plain words, one object category after another: the category, then each
-    stated value as many times as it is counted (``"BBU设备 华为 完整 免装 ; BBU安装螺丝 不符合 符合"``); an
-    irrelevant image (no reference) is ``无关图片``. Not the summary format: no keys, no JSON, no totals."""
+    stated value as many times as it is counted (``"BBU设备、华为、完整、免装；BBU安装螺丝、不符合、符合"``); an
+    irrelevant image (no reference) is ``无关图片``. Not the summary format: no keys, no JSON, no totals.
+    The words are joined by ``、`` and ``；``, not spaces: a space would make each value another token than
+    the one the summary's JSON writes (`` 无套管`` against ``无套管``), and the SFT would not inherit the
+    reading (docs/demo.md: with spaces, the summary model never wrote ``无套管``)."""
     if summary_ref is None:
         return IRRELEVANT_CAPTION
     parts = []
@@ -74,8 +78,8 @@ def caption(summary_ref: str | None) -> str:
                 words += [str(value) for value, n in counts.items() for _ in range(int(n))]
             else:
                 words.append(str(counts))
-        parts.append(" ".join(words))
-    return " ; ".join(parts)
+        parts.append("、".join(words))
+    return "；".join(parts)
 
 
 def pretrain_twin(model, processor, min_pixels: int, max_pixels: int) -> dict:
@@ -204,7 +208,7 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
             out = model.generate(**enc, max_new_tokens=48, do_sample=False)
             said = processor.tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True).strip()
             exact += said == item[1]
-            want, got = Counter(item[1].split()), Counter(said.split())
+            want, got = Counter(re.split("[、；]", item[1])), Counter(re.split("[、；]", said))
             tp += sum((want & got).values())
             fp += sum((got - want).values())
             fn += sum((want - got).values())

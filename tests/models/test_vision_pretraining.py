@@ -27,8 +27,19 @@ def test_a_caption_states_each_counted_value_in_plain_words_and_no_summary_synta
     ref = json.dumps({"dataset": "RRU", "objects_total": 3, "统计": [
         {"类别": "尾纤", "标签": {"无标签": 1, "有标签": 1}, "套管保护": {"无套管": 2}},
         {"类别": "标签", "文本": {"RRU-C3": 1}}], "分组统计": {"1": 3}}, ensure_ascii=False)
-    assert vp.caption(ref) == "尾纤 无标签 有标签 无套管 无套管 ; 标签 RRU-C3"
+    assert vp.caption(ref) == "尾纤、无标签、有标签、无套管、无套管；标签、RRU-C3"
     assert vp.caption(None) == "无关图片"
     # the summary's own syntax never appears: the SFT, not the pretraining, teaches the missions' JSON
     assert not set(vp.caption(ref)) & set('{}":,') and "类别" not in vp.caption(ref)
 
+
+def test_a_caption_writes_each_value_as_the_token_the_summary_json_writes():
+    # the reading the pretraining teaches carries over to the SFT only through the same token ids
+    from bbuqc.models.tokenizer import build_backend_tokenizer
+
+    tokenizer = build_backend_tokenizer("compact")
+    summary = json.dumps({"类别": "尾纤", "套管保护": {"无套管": 1}}, ensure_ascii=False, separators=(",", ":"))
+    caption = vp.caption(json.dumps({"统计": [{"类别": "尾纤", "套管保护": {"无套管": 1}}]}, ensure_ascii=False))
+    for word in ("尾纤", "无套管"):
+        (word_id,) = tokenizer.encode(word).ids
+        assert word_id in tokenizer.encode(summary).ids and word_id in tokenizer.encode(caption).ids
