@@ -20,7 +20,7 @@ They are saved with ``save_pretrained`` so that every consumer loads them throug
 same ``from_pretrained`` path as a real checkpoint.
 
 The demo's summary twin (``vl_demo``) is the one exception to "random": it is pretrained at build
-(:mod:`bbuqc.models.vision_pretraining`, ~6 min of one core), standing in for a real pretrained checkpoint:
+(:mod:`bbuqc.models.twin_pretraining`, ~5 min of one core), standing in for a real pretrained checkpoint:
 its tower and merger learn to see, then its LLM learns to caption what the tower sees.
 
 Building is deterministic (fixed seed, fixed corpus, one torch thread for the pretraining): two builds give
@@ -95,7 +95,7 @@ class TinySpec:
     #: as ms-swift's Qwen VL templates hard-code) or ``"compact"`` (~1.9K rows; a VL twin then needs
     #: :mod:`bbuqc.models.swift_template`'s template, which reads the image ids from its tokenizer).
     tokenizer_layout: str = "compact"
-    #: The twin is pretrained at build (:mod:`bbuqc.models.vision_pretraining`): its tower and merger learn to
+    #: The twin is pretrained at build (:mod:`bbuqc.models.twin_pretraining`): its tower and merger learn to
     #: see, then its LLM learns to caption what the tower sees, standing in for a real pretrained checkpoint.
     pretrained: bool = False
 
@@ -115,8 +115,9 @@ SPECS: dict[str, TinySpec] = {
     "text": TinySpec("tiny-qwen2-v3", ("tiny_text",), "qwen2", "qwen", False),
     # the demo's summary twin: compact vocabulary, so that its training step does not pay for 151936 rows
     # (~40x cheaper on CPU: the summary model sees 4x more images in the same time, docs/demo.md)
-    # and a tower that sees, as a real checkpoint's does: a random one kept its summaries on the mission's prior
-    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v6", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
+    # and pretrained at build, as a real checkpoint is: a random tower kept its summaries on the mission's prior,
+    # and a random LLM left a pretrained tower's failures unread (docs/demo.md)
+    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v7", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
                         trained_embeddings=True, pretrained=True),
     # the demo's verdict twin is wider (the decision needs the room)
     "text_demo": TinySpec("tiny-demo-qwen2-v2", ("tiny_text_demo",), "qwen2", "qwen", False,
@@ -447,7 +448,7 @@ def build_tiny_model(kind: str, out_dir: Path | str) -> dict:
     processor = _save_processor(kind, out, backend)
     info = {}
     if SPECS[kind].pretrained:
-        from bbuqc.models.vision_pretraining import pretrain_twin
+        from bbuqc.models.twin_pretraining import pretrain_twin
 
         info["pretraining"] = pretrain_twin(model, processor, *pixel_limits(kind))
     model.save_pretrained(str(out))

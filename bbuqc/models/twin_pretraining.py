@@ -52,17 +52,20 @@ IRRELEVANT_CAPTION = "无关图片"
 
 def image_facts(summary_ref: str) -> set[str]:
     """The facts a reference summary states (the rewards' reading, :func:`extract_facts`), as the labels the
-    head learns: each category and each ``category/attribute=value``, free text and numbers included."""
+    head learns: each category, each ``category/attribute=value`` (free text and numbers included) and an RRU
+    image's install point (``分组统计=N``)."""
     from bbuqc.rewards.summary.facts import extract_facts
 
     facts = extract_facts(json.loads(summary_ref))
-    return set(facts.categories) | {f"{c}/{a}={v}" for _, c, a, v in {**facts.stats, **facts.texts}}
+    return (set(facts.categories) | {f"{c}/{a}={v}" for _, c, a, v in {**facts.stats, **facts.texts}}
+            | {f"{key}={point}" for key, point in facts.groups})
 
 
 def caption(summary_ref: str | None) -> str:
     """An image's facts as plain words, one object category after another: the category, then each
     stated value as many times as it is counted (``"BBU设备、华为、完整、免装；BBU安装螺丝、不符合、符合"``); an
-    irrelevant image (no reference) is ``无关图片``. Not the summary format: no keys, no JSON, no totals.
+    irrelevant image (no reference) is ``无关图片``; an RRU image ends with its install point (``分组统计、2``).
+    Not the summary format: no attribute keys, no JSON, no totals.
     The words are joined by ``、`` and ``；``, not spaces: a space would make each value another token than
     the one the summary's JSON writes (`` 无套管`` against ``无套管``), and the SFT would not inherit the
     reading (docs/demo.md: with spaces, the summary model never wrote ``无套管``)."""
@@ -79,6 +82,8 @@ def caption(summary_ref: str | None) -> str:
             else:
                 words.append(str(counts))
         parts.append("、".join(words))
+    # an RRU image's install point (the "P2" plate): the per-point rules read it from the summary
+    parts += ["、".join(["分组统计", str(point)]) for point in (json.loads(summary_ref).get("分组统计") or {})]
     return "；".join(parts)
 
 
