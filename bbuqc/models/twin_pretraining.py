@@ -7,14 +7,14 @@ world of its own (seed :data:`WORLD_SEED`, generated in a temporary folder and d
 seed, and group numbers start at seed x 10^6, so no image is shared with training, validation or test worlds):
 
 1. **vision** (:func:`pretrain_vision`): the tower and merger learn which facts an image shows (every category
-   present and every ``category/attribute=value`` of the image's reference summary; multi-label, a small head
-   over the merged visual tokens, max-pooled, thrown away afterwards). Alone, it left the LLM reading almost
-   nothing: docs/demo.md (a random tower kept the summaries on the mission's prior; a pretrained one, read by a
-   random LLM through the summary SFT, left the RRU failures unread).
+   present, every ``category/attribute=value`` of the image's reference summary and an RRU image's install
+   point; multi-label, a small head over the merged visual tokens, max-pooled, thrown away afterwards). A
+   random tower had kept the summaries on the mission's prior (docs/demo.md, second design).
 2. **reading** (:func:`pretrain_reading`): with the tower frozen, the LLM (every weight) and the merger learn
-   to caption an image's facts in plain words (:func:`caption`: no JSON, no keys, no totals, another prompt
-   than any mission's), as a VLM's captioning pretraining does. Writing the mission's JSON summary stays the
-   summary SFT's job.
+   to caption an image's facts in plain words (:func:`caption`: no JSON, no attribute keys, no totals, another
+   prompt than any mission's), as a VLM's captioning pretraining does. With the tower alone pretrained, the
+   random LLM learned to read it only in part through the summary SFT, and the RRU failures stayed unread
+   (docs/demo.md, third design). Writing the mission's JSON summary stays the summary SFT's job.
 
 Deterministic like the rest of the build: fixed seeds, one torch thread, so a fresh build gives the same bytes
 (``tests/models/test_tiny.py`` pins the hash). Each stage's held-out figures are returned and recorded in the
