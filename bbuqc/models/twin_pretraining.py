@@ -71,8 +71,9 @@ def caption(summary_ref: str | None) -> str:
     reading (docs/demo.md: with spaces, the summary model never wrote ``无套管``)."""
     if summary_ref is None:
         return IRRELEVANT_CAPTION
+    obj = json.loads(summary_ref)
     parts = []
-    for entry in json.loads(summary_ref)["统计"]:
+    for entry in obj["统计"]:
         words = [str(entry["类别"])]
         for attribute, counts in entry.items():
             if attribute == "类别":
@@ -83,7 +84,7 @@ def caption(summary_ref: str | None) -> str:
                 words.append(str(counts))
         parts.append("、".join(words))
     # an RRU image's install point (the "P2" plate): the per-point rules read it from the summary
-    parts += ["、".join(["分组统计", str(point)]) for point in (json.loads(summary_ref).get("分组统计") or {})]
+    parts += ["、".join(["分组统计", str(point)]) for point in (obj.get("分组统计") or {})]
     return "；".join(parts)
 
 
@@ -115,6 +116,8 @@ def pretrain_vision(model, image_processor, min_pixels: int, max_pixels: int, im
     "held_out_f1"}``."""
     import torch
     from PIL import Image
+
+    from bbuqc.rewards.summary.facts import f1_from_counts
 
     rows = [(path, image_facts(ref)) for path, ref in images if ref is not None]
     labels = sorted({f for _, facts in rows for f in facts})
@@ -152,15 +155,15 @@ def pretrain_vision(model, image_processor, min_pixels: int, max_pixels: int, im
             loss.backward()
             opt.step()
         visual.eval()
-        tp = fp = fn = 0.0
+        common = predicted = stated = 0
         with torch.no_grad():
             for i in range(0, len(held), 50):
                 pixels, grid, y = encode(held[i:i + 50])
                 p = (logits(pixels, grid) > 0).float()
-                tp += (p * y).sum().item()
-                fp += (p * (1 - y)).sum().item()
-                fn += ((1 - p) * y).sum().item()
-    return {"steps": STEPS, "facts": len(labels), "held_out_f1": round(2 * tp / (2 * tp + fp + fn), 4)}
+                common += int((p * y).sum().item())
+                predicted += int(p.sum().item())
+                stated += int(y.sum().item())
+    return {"steps": STEPS, "facts": len(labels), "held_out_f1": round(f1_from_counts(common, predicted, stated), 4)}
 
 
 def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images) -> dict:
@@ -171,6 +174,8 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
 
     import torch
     from PIL import Image
+
+    from bbuqc.rewards.summary.facts import f1_from_counts
 
     rows = [(path, caption(ref)) for path, ref in images]
     rng = random.Random(SEED + 1)
@@ -187,7 +192,7 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
     n_prompt = encode(train[:1], answers=False)["input_ids"].shape[1]
     visual = model.model.visual
     trainable = [*model.model.language_model.parameters(), *model.lm_head.parameters(), *visual.merger.parameters()]
-    tower = [p for p in visual.parameters() if all(p is not q for q in trainable)]
+    tower = [p for name, p in visual.named_parameters() if not name.startswith("merger.")]
     for p in tower:
         p.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
@@ -206,7 +211,7 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
         model.eval()
     for p in tower:
         p.requires_grad_(True)
-    exact = tp = fp = fn = 0
+    exact = common = said_words = caption_words = 0
     with torch.no_grad():
         for item in held:
             enc = encode([item], answers=False)
@@ -214,8 +219,8 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
             said = processor.tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True).strip()
             exact += said == item[1]
             want, got = Counter(re.split("[、；]", item[1])), Counter(re.split("[、；]", said))
-            tp += sum((want & got).values())
-            fp += sum((got - want).values())
-            fn += sum((want - got).values())
+            common += sum((want & got).values())
+            said_words += sum(got.values())
+            caption_words += sum(want.values())
     return {"steps": READ_STEPS, "held_out_exact": round(exact / len(held), 4),
-            "held_out_word_f1": round(2 * tp / max(1, 2 * tp + fp + fn), 4)}
+            "held_out_word_f1": round(f1_from_counts(common, said_words, caption_words), 4)}
