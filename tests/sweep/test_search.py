@@ -189,6 +189,9 @@ def test_the_evaluation_uses_the_artifact_the_training_logged(tmp_path, monkeypa
     evaluation = wandb.init(project="bbuqc-test", mode="offline", dir=str(eval_dir))
     use_adapter_artifact(evaluation, run_dir / "best-checkpoint")  # the link resolves to checkpoint-2
     evaluation.finish()
+    # finish() only tells wandb's service the run is over; the service closes (flushes) the run file
+    # later. teardown waits for the service to exit, so both files are whole before they are read.
+    wandb.teardown()
 
     def artifacts(folder: Path) -> list:
         (run_file,) = find_run_files(folder / "wandb")
