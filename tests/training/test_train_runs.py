@@ -76,6 +76,9 @@ def test_summary_run_logs_every_reward_id(summary_run):
         assert f"train/rewards/{rid}/mean" in logged, rid
 
 
+# an explicit checkpoint path; the same resume (and the auto-discovered one) runs in the fast suite in
+# test_resume_runs.py, so this one is in make test-full
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint_step(summary_run, tmp_path):
     run_dir = tmp_path / "resumed"
     train(run_dir, "task=summary", "lora.last_k=2", "train.max_steps=4", "logger=none",
