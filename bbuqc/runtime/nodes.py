@@ -44,8 +44,13 @@ class NodeLayout:
     nnodes: int = 1
     node_rank: int = 0
     master_addr: str | None = None  # None: this machine (one node)
-    master_port: int | None = None  # None: a free port (one node), DEFAULT_PORT (several)
+    master_port: int | None = None  # None: a free port (one node), DEFAULT_PORT (several; see rendezvous)
     source: str = "compute"  # where it was read: "compute" (the config) or "SLURM"
+
+    @property
+    def rendezvous(self) -> tuple[str, int]:
+        """Node 0's address and port as torchrun gets them: its own defaults where the layout leaves them unset."""
+        return self.master_addr or "127.0.0.1", self.master_port or DEFAULT_PORT
 
     @property
     def field(self) -> str:
@@ -79,7 +84,7 @@ def node_layout(compute: Any) -> NodeLayout:
         raise InputError(f"hydra.launcher.nodes={job.num_nodes}: hydra.launcher.tasks_per_node must be 1 "
                          f"(SLURM started {job.num_tasks} tasks); bbuqc starts compute.nproc_per_node processes "
                          "on each node itself")
-    return NodeLayout(job.num_nodes, job.node, job.hostnames[0], compute.get("master_port") or DEFAULT_PORT, "SLURM")
+    return NodeLayout(job.num_nodes, job.node, job.hostnames[0], compute.get("master_port"), "SLURM")
 
 
 def distributed(compute: Any, layout: NodeLayout | None = None) -> bool:
@@ -132,10 +137,10 @@ def torchrun_command(nproc_per_node: int, layout: NodeLayout) -> list[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc_per_node)]
     if layout.nnodes == 1 and layout.master_port is None:
         return cmd + ["--standalone"]  # one node: a free port, so two runs on one machine never collide
-    cmd += ["--master_port", str(layout.master_port or DEFAULT_PORT)]
+    addr, port = layout.rendezvous
+    cmd += ["--master_port", str(port)]
     if layout.nnodes > 1:
-        cmd += ["--nnodes", str(layout.nnodes), "--node_rank", str(layout.node_rank),
-                "--master_addr", str(layout.master_addr or "127.0.0.1")]
+        cmd += ["--nnodes", str(layout.nnodes), "--node_rank", str(layout.node_rank), "--master_addr", addr]
     return cmd
 
 
@@ -144,8 +149,8 @@ def worker_environment(nproc_per_node: int, layout: NodeLayout) -> dict[str, str
     env = {**os.environ, WORKER_ENV: "1", "NPROC_PER_NODE": str(nproc_per_node), "NNODES": str(layout.nnodes),
            "NODE_RANK": str(layout.node_rank)}
     if layout.nnodes > 1:
-        env.update(MASTER_ADDR=str(layout.master_addr or "127.0.0.1"),
-                   MASTER_PORT=str(layout.master_port or DEFAULT_PORT))
+        addr, port = layout.rendezvous
+        env.update(MASTER_ADDR=addr, MASTER_PORT=str(port))
     return env
 
 
@@ -177,9 +182,9 @@ def worker_overrides(hydra_cfg: Any, run_dir: Path, layout: NodeLayout) -> list[
     own = {"hydra.run.dir", *(f"compute.{key}" for key in LAYOUT_FIELDS)}
     out = [o for o in hydra_cfg.overrides.task if _key(o) not in own]
     if layout.nnodes > 1:
+        addr, port = layout.rendezvous
         out += [f"compute.nnodes={layout.nnodes}", f"compute.node_rank={layout.node_rank}",
-                f"compute.master_addr={layout.master_addr}",
-                f"compute.master_port={layout.master_port or DEFAULT_PORT}"]
+                f"compute.master_addr={addr}", f"compute.master_port={port}"]
     out += [f"hydra.run.dir={run_dir}", "hydra.output_subdir=null", *search_path_override(hydra_cfg)]
     handlers = hydra_cfg.get("job_logging", {}).get("handlers", {}) or {}
     if "file" in handlers:

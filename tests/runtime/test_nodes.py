@@ -53,7 +53,10 @@ def test_a_slurm_job_of_several_nodes_gives_the_layout(no_slurm, monkeypatch):
     for key, value in SLURM_JOB.items():
         monkeypatch.setenv(key, value)
     cfg = _cfg("compute.nproc_per_node=8")
-    assert node_layout(cfg.compute) == NodeLayout(2, 1, "gpu07", 29500, "SLURM")
+    layout = node_layout(cfg.compute)
+    assert layout == NodeLayout(2, 1, "gpu07", None, "SLURM") and layout.rendezvous == ("gpu07", 29500)
+    assert torchrun_command(8, layout)[5:] == ["--master_port", "29500", "--nnodes", "2", "--node_rank", "1",
+                                               "--master_addr", "gpu07"]
     # the workers get it spelled out, so each checks its batch sizes against 16 processes
     hydra = OmegaConf.create({"overrides": {"task": ["compute.nproc_per_node=8", "hydra.run.dir=/elsewhere"]},
                               "job_logging": {"handlers": {"file": {}}}})
