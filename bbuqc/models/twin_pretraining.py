@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 #: The pretraining world: seed 3 (the demo's worlds are 0, 1 and 2), 150 groups a mission (~2,300 images).
@@ -48,6 +48,8 @@ READ_HELD_OUT = 200
 #: pretraining gives its LLM is reading the image, not bbuqc's JSON.
 CAPTION_PROMPT = "图片"
 IRRELEVANT_CAPTION = "无关图片"
+#: A caption joins an object's words with WORD_SEP and its objects with PART_SEP (:func:`caption`).
+WORD_SEP, PART_SEP = "、", "；"
 
 
 def image_facts(summary_ref: str) -> set[str]:
@@ -82,10 +84,15 @@ def caption(summary_ref: str | None) -> str:
                 words += [str(value) for value, n in counts.items() for _ in range(int(n))]
             else:
                 words.append(str(counts))
-        parts.append("、".join(words))
+        parts.append(WORD_SEP.join(words))
     # an RRU image's install point (the "P2" plate): the per-point rules read it from the summary
-    parts += ["、".join(["分组统计", str(point)]) for point in (obj.get("分组统计") or {})]
-    return "；".join(parts)
+    parts += [WORD_SEP.join(["分组统计", str(point)]) for point in (obj.get("分组统计") or {})]
+    return PART_SEP.join(parts)
+
+
+def caption_words(text: str) -> Counter:
+    """The words of a caption (or of a generated one), counted: what the reading stage's word F1 compares."""
+    return Counter(text.replace(PART_SEP, WORD_SEP).split(WORD_SEP))
 
 
 def pretrain_twin(model, processor, min_pixels: int, max_pixels: int) -> dict:
@@ -170,8 +177,6 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
     """Teach ``model``'s LLM (every weight) and merger to caption ``images`` ((path, reference summary or
     None) pairs) from the frozen tower (:func:`caption`), in place; returns ``{"steps", "held_out_exact",
     "held_out_word_f1"}`` (greedy captions of held-out images against theirs)."""
-    from collections import Counter
-
     import torch
     from PIL import Image
 
@@ -211,16 +216,16 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
         model.eval()
     for p in tower:
         p.requires_grad_(True)
-    exact = common = said_words = caption_words = 0
+    exact = common = said_words = reference_words = 0
     with torch.no_grad():
         for item in held:
             enc = encode([item], answers=False)
             out = model.generate(**enc, max_new_tokens=48, do_sample=False)
             said = processor.tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True).strip()
             exact += said == item[1]
-            want, got = Counter(re.split("[、；]", item[1])), Counter(re.split("[、；]", said))
+            want, got = caption_words(item[1]), caption_words(said)
             common += sum((want & got).values())
             said_words += sum(got.values())
-            caption_words += sum(want.values())
+            reference_words += sum(want.values())
     return {"steps": READ_STEPS, "held_out_exact": round(exact / len(held), 4),
-            "held_out_word_f1": round(f1_from_counts(common, said_words, caption_words), 4)}
+            "held_out_word_f1": round(f1_from_counts(common, said_words, reference_words), 4)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from bbuqc import demo
 from bbuqc.models import twin_pretraining as tp
@@ -32,6 +33,9 @@ def test_a_caption_states_each_counted_value_in_plain_words_and_no_summary_synta
         {"类别": "尾纤", "标签": {"无标签": 1, "有标签": 1}, "套管保护": {"无套管": 2}},
         {"类别": "标签", "文本": {"RRU-C3": 1}}], "分组统计": {"1": 3}}, ensure_ascii=False)
     assert tp.caption(ref) == "尾纤、无标签、有标签、无套管、无套管；标签、RRU-C3；分组统计、1"
+    # the reading stage's word F1 counts a caption's words across both separators
+    assert tp.caption_words(tp.caption(ref)) == Counter(
+        {"尾纤": 1, "无标签": 1, "有标签": 1, "无套管": 2, "标签": 1, "RRU-C3": 1, "分组统计": 1, "1": 1})
     assert tp.caption(None) == "无关图片"
     # the summary's own syntax never appears: the SFT, not the pretraining, teaches the missions' JSON
     assert not set(tp.caption(ref)) & set('{}":,') and "类别" not in tp.caption(ref)
