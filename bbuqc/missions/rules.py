@@ -37,6 +37,11 @@ class Check:
         return self.what or self.category
 
 
+#: What kind of failure a failed focus point is (``assess_group``): a required item no image shows,
+#: or a value a summary states (不符合, 无套管, 散乱, …). The verdict model errs differently on them
+#: (docs/evaluate.md, "Error attribution").
+MISSING, STATED = "missing", "stated"
+
 _CONFORM = (("符合性", "不符合", "不符合要求"),)
 _INSTALLED = (("安装状态", "不合格", "安装不合格"),)
 
@@ -102,7 +107,8 @@ def _refs(images: list[_Evidence]) -> str:
     return "、".join(im.key for im in images)
 
 
-def _run_check(check: Check, images: list[_Evidence]) -> tuple[bool, str]:
+def _run_check(check: Check, images: list[_Evidence]) -> tuple[str | None, str]:
+    """``(None, what is seen)`` when the focus point holds, else ``(MISSING | STATED, what is wrong)``."""
     def present(im: _Evidence) -> bool:
         if check.need_attr is None:
             return check.category in im.categories
@@ -110,39 +116,42 @@ def _run_check(check: Check, images: list[_Evidence]) -> tuple[bool, str]:
 
     seen = [im for im in images if present(im)]
     if not seen:
-        return False, f"未检测到{check.name}"
+        return MISSING, f"未检测到{check.name}"
     problems = []
     for attr, bad, problem in check.bad:
         hits = [im for im in images if im.values.get((check.category, attr, bad), 0) > 0]
         if hits:
             problems.append(f"{_refs(hits)}中{check.category}{problem}")
     if problems:
-        return False, "；".join(problems)
-    return True, f"{_refs(seen)}检测到{check.name}{check.ok_text}"
+        return STATED, "；".join(problems)
+    return None, f"{_refs(seen)}检测到{check.name}{check.ok_text}"
 
 
-def _run_checks(checks: tuple[Check, ...], images: list[_Evidence]) -> tuple[list[str], list[str]]:
-    oks, fails = [], []
+def _run_checks(checks: tuple[Check, ...], images: list[_Evidence]) -> tuple[list[str], list[str], set[str]]:
+    """The messages of the focus points that hold, of those that fail, and the failures' kinds."""
+    oks, fails, kinds = [], [], set()
     for check in checks:
-        ok, message = _run_check(check, images)
-        (oks if ok else fails).append(message)
-    return oks, fails
+        kind, message = _run_check(check, images)
+        (oks if kind is None else fails).append(message)
+        if kind is not None:
+            kinds.add(kind)
+    return oks, fails, kinds
 
 
-def _judge_wind(images: list[_Evidence]) -> tuple[list[str], list[str]]:
+def _judge_wind(images: list[_Evidence]) -> tuple[list[str], list[str], set[str]]:
     device, shield = RULES["bbu_wind"]
-    ok, message = _run_check(device, images)
-    if not ok:
-        return [], [message]
+    kind, message = _run_check(device, images)
+    if kind is not None:
+        return [], [message], {kind}
     need = [im for im in images if im.values.get(("BBU设备", "挡风板需求", "空间充足需安装"), 0) > 0]
     exempt = [im for im in images if im.values.get(("BBU设备", "挡风板需求", "免装"), 0) > 0]
     if need:
-        ok2, message2 = _run_check(shield, images)
+        kind2, message2 = _run_check(shield, images)
         note = f"{_refs(need)}显示空间充足需安装挡风板"
-        return ([message, note, message2], []) if ok2 else ([], [note + "，" + message2])
+        return ([message, note, message2], [], set()) if kind2 is None else ([], [note + "，" + message2], {kind2})
     if exempt:
-        return [message, f"{_refs(exempt)}显示挡风板免装"], []
-    return [], ["未能判断是否需要安装挡风板"]
+        return [message, f"{_refs(exempt)}显示挡风板免装"], [], set()
+    return [], ["未能判断是否需要安装挡风板"], {MISSING}  # no image shows whether the shield is needed
 
 
 def judge_group(mission: Mission | str, summaries: dict[str, str] | list[str]) -> tuple[str, str]:
@@ -153,6 +162,14 @@ def judge_group(mission: Mission | str, summaries: dict[str, str] | list[str]) -
     Irrelevant or unparseable summaries are no evidence. The reason cites the
     images (``图片_k``) that show each item or each problem.
     """
+    label, reason, _ = assess_group(mission, summaries)
+    return label, reason
+
+
+def assess_group(mission: Mission | str,
+                 summaries: dict[str, str] | list[str]) -> tuple[str, str, frozenset[str]]:
+    """``judge_group``'s ``(label, reason)`` and the kinds of its failures (``MISSING``, ``STATED``;
+    empty for a pass)."""
     m = resolve_mission(mission)
     if isinstance(summaries, dict):
         items = [(k, summaries[k]) for k in natsorted(summaries)]
@@ -160,23 +177,25 @@ def judge_group(mission: Mission | str, summaries: dict[str, str] | list[str]) -
         items = [(f"图片_{i}", s) for i, s in enumerate(summaries, 1)]
     images = [ev for ev in (_evidence(k, s) for k, s in items) if ev is not None]
     if m.id == "bbu_wind":
-        oks, fails = _judge_wind(images)
+        oks, fails, kinds = _judge_wind(images)
     elif m.id in PER_POINT and any(im.points for im in images):
-        oks, fails = [], []
+        oks, fails, kinds = [], [], set()
         points: dict[str, list[_Evidence]] = {}
         for im in images:
             for point in im.points or [f"?{im.key}"]:
                 points.setdefault(point, []).append(im)
         for point in natsorted(points):
             label = f"未编号({point[1:]})" if point.startswith("?") else point
-            for out, messages in zip((oks, fails), _run_checks(RULES[m.id], points[point])):
+            point_oks, point_fails, point_kinds = _run_checks(RULES[m.id], points[point])
+            for out, messages in ((oks, point_oks), (fails, point_fails)):
                 if messages:
                     out.append(f"安装点{label}：" + "，".join(messages))
+            kinds |= point_kinds
     else:
-        oks, fails = _run_checks(RULES[m.id], images)
+        oks, fails, kinds = _run_checks(RULES[m.id], images)
     if fails:
-        return "fail", "；".join(fails)
-    return "pass", "；".join(oks) + "，满足全部检查要点"
+        return "fail", "；".join(fails), frozenset(kinds)
+    return "pass", "；".join(oks) + "，满足全部检查要点", frozenset()
 
 
 def summary_problem(summary: object) -> str | None:
@@ -204,18 +223,25 @@ def rules_label(mission: Mission | str | None, summaries: dict[str, str] | None)
     summary as no evidence, but whether its image showed an item is not known, so no label is
     claimed for the group (Stage-B's error attribution reports it as ``unknown``).
     """
+    label, reason, _ = rules_assessment(mission, summaries)
+    return label, reason
+
+
+def rules_assessment(mission: Mission | str | None,
+                     summaries: dict[str, str] | None) -> tuple[str | None, str, frozenset[str]]:
+    """``rules_label`` with the failures' kinds (``assess_group``; empty when the rules cannot judge)."""
     try:
         m = resolve_mission(mission) if mission is not None else None
     except KeyError:
         m = None
     if m is None:
-        return None, f"unknown mission {mission!r}"
+        return None, f"unknown mission {mission!r}", frozenset()
     if m.id not in RULES:
-        return None, f"mission {m.id} has no rules"
+        return None, f"mission {m.id} has no rules", frozenset()
     if not isinstance(summaries, dict) or not summaries:
-        return None, "no summaries"
+        return None, "no summaries", frozenset()
     for key in natsorted(summaries):
         problem = summary_problem(summaries[key])
         if problem is not None:
-            return None, f"{key}: summary is {problem}"
-    return judge_group(m, summaries)
+            return None, f"{key}: summary is {problem}", frozenset()
+    return assess_group(m, summaries)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bbuqc.missions import all_missions, mission_named
+from bbuqc.missions.rules import MISSING, STATED, rules_assessment
 from bbuqc.protocol import FAIL, PASS, parse_verdict
 
 INVALID = "invalid"
@@ -43,6 +44,11 @@ STAGE_A = "stage_a"  # the rules on the group's summaries already give the wrong
 VERDICT_MODEL = "verdict_model"  # the rules on the summaries give the human label; the model missed it
 UNKNOWN = "unknown"  # the rules cannot judge the group (a summary they cannot read, a mission without rules)
 ERROR_SOURCES = (STAGE_A, VERDICT_MODEL, UNKNOWN)
+# What the rules found wrong in a group a human failed and the rules fail too (the verdict model's false
+# passes on these groups are its own): a required item seen in no image, a failing value a summary
+# states, or both.
+BOTH = "both"
+FAIL_KINDS = (MISSING, STATED, BOTH)
 
 
 @dataclass(frozen=True)
@@ -98,12 +104,17 @@ def rules_verdict(record: dict) -> str | None:
     """通过 / 不通过: what the mission's rules say of the record's ``summaries``; None when they
     cannot judge it (no ``summaries``, a summary that is neither 无关图片 nor a JSON object, a
     mission unknown to the catalogue or without rules: ``bbuqc.missions.rules.rules_label``)."""
+    return rules_finding(record)[0]
+
+
+def rules_finding(record: dict) -> tuple[str | None, frozenset[str]]:
+    """``(rules_verdict(record), the kinds of the failures the rules found)`` (``missing`` / ``stated``;
+    empty for a pass or a group they cannot judge)."""
     from bbuqc.data.records import VERDICT_OF_LABEL
-    from bbuqc.missions.rules import rules_label
 
     mission = record.get("mission_id") or record.get("mission")
-    label, _ = rules_label(mission, record.get("summaries"))
-    return None if label is None else VERDICT_OF_LABEL[label]
+    label, _, kinds = rules_assessment(mission, record.get("summaries"))
+    return (None if label is None else VERDICT_OF_LABEL[label]), kinds
 
 
 def error_source(label: str, verdict: str, rules: str | None) -> str | None:
@@ -171,12 +182,16 @@ def _check(record: dict, i: int) -> None:
 
 def group_stats(records: Iterable[dict]) -> dict:
     """The metrics of a set of groups (overall, or one mission's)."""
-    return _stats([(record, rules_verdict(record)) for record in records])
+    return _stats([(record, *rules_finding(record)) for record in records])
 
 
-def _stats(judged: Sequence[tuple[dict, str | None]]) -> dict:
-    """``group_stats`` of ``(record, rules_verdict)`` pairs (the rules run once per record)."""
-    records = [record for record, _ in judged]
+#: ``(record, rules verdict, failure kinds)``: a record with what the rules found (``rules_finding``).
+Judged = tuple[dict, "str | None", frozenset]
+
+
+def _stats(judged: Sequence[Judged]) -> dict:
+    """``group_stats`` of judged records (the rules run once per record)."""
+    records = [record for record, *_ in judged]
     confusion = {h: dict.fromkeys(MODEL_VERDICTS, 0) for h in HUMAN_LABELS}
     n = n_answers = invalid_answers = ties = 0
     reward_sums: dict[str, float] = {}
@@ -227,12 +242,14 @@ def _stats(judged: Sequence[tuple[dict, str | None]]) -> dict:
     }
 
 
-def _attribution(judged: Sequence[tuple[dict, str | None]]) -> dict:
-    """Where the wrong verdicts come from, and the rules' own figures on the groups they can judge."""
+def _attribution(judged: Sequence[Judged]) -> dict:
+    """Where the wrong verdicts come from, the rules' own figures on the groups they can judge, and the
+    verdict model's false passes by what the rules found wrong."""
     sources = dict.fromkeys(ERROR_SOURCES, 0)
     rules = {h: {PASS: 0, FAIL: 0} for h in HUMAN_LABELS}  # human -> rules verdict -> groups
+    by_kind = {k: [0, 0] for k in FAIL_KINDS}  # kind -> [groups, false passes]
     model_correct_judged = correct_against_rules = 0
-    for record, rv in judged:
+    for record, rv, kinds in judged:
         label, verdict = record["label"], vote(record["answers"]).verdict
         source = error_source(label, verdict, rv)
         if source is not None:
@@ -241,6 +258,10 @@ def _attribution(judged: Sequence[tuple[dict, str | None]]) -> dict:
             rules[label][rv] += 1
             model_correct_judged += verdict == label
             correct_against_rules += verdict == label and rv != label
+        if label == FAIL and rv == FAIL:
+            counts = by_kind[BOTH if len(kinds) > 1 else next(iter(kinds))]
+            counts[0] += 1
+            counts[1] += verdict == PASS
     wrong = sum(sources.values())
     judged_n = sum(sum(row.values()) for row in rules.values())
     human_pass, human_fail = sum(rules[PASS].values()), sum(rules[FAIL].values())
@@ -264,6 +285,8 @@ def _attribution(judged: Sequence[tuple[dict, str | None]]) -> dict:
             "model_correct": model_correct_judged,
             "model_accuracy": rate(model_correct_judged, judged_n),
         },
+        "false_pass_by_kind": {k: {"groups": n, "false_pass": fp, "false_pass_rate": rate(fp, n)}
+                               for k, (n, fp) in by_kind.items()},
     }
 
 
@@ -281,10 +304,10 @@ def compute_metrics(records: Sequence[dict]) -> dict:
     records = list(records)
     for i, record in enumerate(records):
         _check(record, i)
-    judged = [(record, rules_verdict(record)) for record in records]
-    by_mission: dict[str, list[tuple[dict, str | None]]] = {}
-    for pair in judged:
-        by_mission.setdefault(mission_key(pair[0]), []).append(pair)
+    judged = [(record, *rules_finding(record)) for record in records]
+    by_mission: dict[str, list[Judged]] = {}
+    for item in judged:
+        by_mission.setdefault(mission_key(item[0]), []).append(item)
     order = {mid: i for i, mid in enumerate(all_missions())}
     per_mission = {}
     for mid in sorted(by_mission, key=lambda k: (order.get(k, len(order)), k)):

@@ -32,7 +32,17 @@ from pathlib import Path
 from bbuqc.io.atomic import write_text_atomic
 from bbuqc.io.jsonl import JsonlError, RecordError, ResumableJsonl, Settings, read_jsonl
 
-from .metrics import FALSE_PASS_LIMIT, HUMAN_LABELS, MODEL_VERDICTS, attribution, wilson, worst_examples
+from .metrics import (
+    BOTH,
+    FALSE_PASS_LIMIT,
+    HUMAN_LABELS,
+    MISSING,
+    MODEL_VERDICTS,
+    STATED,
+    attribution,
+    wilson,
+    worst_examples,
+)
 
 PREDICTIONS = "predictions.jsonl"
 SETTINGS = "predictions.settings.json"
@@ -229,6 +239,15 @@ def rules_line(a: dict) -> str:
     return line + "."
 
 
+def false_pass_kinds_line(a: dict) -> str:
+    """The verdict model's false passes on the groups a human and the rules both fail, by what is wrong."""
+    k = a["false_pass_by_kind"]
+    parts = [f"{what} {_frac(k[kind]['false_pass'], k[kind]['groups'], k[kind]['false_pass_rate'])}"
+             for kind, what in ((MISSING, "a required item no image shows"),
+                                (STATED, "a failure a summary states"), (BOTH, "both"))]
+    return "The model's false passes where the summaries show the failure, by what fails: " + "; ".join(parts) + "."
+
+
 def _attribution_section(metrics: dict) -> list[str]:
     a = metrics["overall"]["attribution"]
     out = [
@@ -251,6 +270,7 @@ def _attribution_section(metrics: dict) -> list[str]:
     if a["correct_against_rules"]:
         out += ["", f"{a['correct_against_rules']} correct verdict(s) on groups whose summaries the rules judge "
                     "wrongly (the model was right although the summaries do not support it)."]
+    out += ["", false_pass_kinds_line(a)]
     out += [
         "", "| mission | wrong | Stage-A | verdict model | unknown | rules accuracy | rules false pass |",
         "|" + " --- |" * 7,

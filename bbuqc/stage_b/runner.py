@@ -27,6 +27,7 @@ from .outputs import (
     PREDICTIONS,
     PredictionsError,
     append_prediction,
+    false_pass_kinds_line,
     open_predictions,
     prediction_key,
     read_predictions,
@@ -282,18 +283,23 @@ def flat_metrics(metrics: dict, prefix: str = "evaluate") -> dict[str, float | i
             if key == "rewards":
                 for rid, mean in value.items():
                     flat[f"{prefix}/{scope}/{rid}"] = mean
-            elif key == "confusion":
-                for human, row in value.items():
-                    for model, count in row.items():
-                        flat[f"{prefix}/{scope}/confusion/{human}/{model}"] = count
-            elif key == "attribution":  # evaluate/overall/attribution/stage_a, …/attribution/rules/accuracy
-                for name, item in value.items():
-                    items = item.items() if isinstance(item, dict) else [(None, item)]
-                    for sub, v in items:
-                        if isinstance(v, (bool, int, float)):
-                            flat[f"{prefix}/{scope}/attribution/{name}" + (f"/{sub}" if sub else "")] = v
+            elif key in ("confusion", "attribution"):
+                # …/confusion/<human>/<model>, …/attribution/stage_a, …/attribution/rules/accuracy,
+                # …/attribution/false_pass_by_kind/missing/false_pass
+                flat.update(_flat_tree(value, f"{prefix}/{scope}/{key}"))
             elif isinstance(value, (bool, int, float)):
                 flat[f"{prefix}/{scope}/{key}"] = value
+    return flat
+
+
+def _flat_tree(tree: dict, prefix: str) -> dict[str, float]:
+    """A nested block's numbers, keyed by their path (lists and None left out)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat_tree(value, f"{prefix}/{key}"))
+        elif isinstance(value, (bool, int, float)):
+            flat[f"{prefix}/{key}"] = value
     return flat
 
 
@@ -339,6 +345,7 @@ def _print_summary(metrics: dict, out_dir: Path) -> None:
         f"wrong verdicts {a['wrong']}: Stage-A {a['stage_a']}, verdict model {a['verdict_model']}, "
         f"unknown {a['unknown']}; rules on these summaries: accuracy {pct(r['accuracy'])}, "
         f"false pass {pct(r['false_pass_rate'])} ({r['judged']} groups judged)\n"
+        f"{false_pass_kinds_line(a)}\n"
         f"report: {out_dir / 'report.md'}"
     )
 

@@ -119,6 +119,8 @@ def test_totals_and_the_rules_reference(run, capsys):
     assert flat["evaluate/overall/attribution/verdict_model_share"] == 0.5
     assert flat["evaluate/overall/attribution/rules/accuracy"] == 4 / 6
     assert flat["evaluate/rru_cable/attribution/rules/false_pass_rate"] == 0.0
+    assert flat["evaluate/overall/attribution/false_pass_by_kind/stated/false_pass"] == 1
+    assert "evaluate/overall/attribution/false_pass_by_kind/missing/false_pass_rate" not in flat  # None: no group
 
 
 def test_report_shows_the_attribution_section(run):
@@ -134,6 +136,7 @@ def test_report_shows_the_attribution_section(run):
     assert "| total | 4 | 100.0% |" in section
     assert "| bbu_install | 3 | 1 | 1 | 1 | 50.0% (2/4; 95% CI 15.0%–85.0%) | 50.0% (1/2; 95% CI 9.5%–90.5%) |" in section
     assert "| rru_cable | 1 | 0 | 1 | 0 | 100.0% (2/2; 95% CI 34.2%–100.0%) | 0.0% (0/1; 95% CI 0.0%–79.3%) |" in section
+    assert "by what fails: a required item no image shows — (0/0); a failure a summary states 50.0% (1/2;" in section
     worst = report.split("## Worst examples")[1]
     row = next(line for line in worst.splitlines() if "QC-A-20260101-0002" in line)
     assert "| 通过 | stage_a |" in row  # the rules' verdict and the source
@@ -198,3 +201,60 @@ def test_a_bad_summaries_field_in_predictions_is_one_error(run):
     path.write_text(lines[0] + json.dumps(bad, ensure_ascii=False) + "\n" + "".join(lines[2:]))
     with pytest.raises(EvaluationInputError, match=rf"^{path}:2: summaries: expected an object"):
         evaluate(compose_cfg(files, out), model=TableModel(answers))
+
+
+RRU = {"类别": "RRU设备", "品牌": {"华为": 1}, "可见性": {"完整": 1}}
+FASTENER = {"类别": "紧固件", "安装状态": {"合格": 1}}
+
+
+def _at_point(point: str, *entries: dict) -> str:
+    obj = {"dataset": "RRU", "objects_total": len(entries), "统计": list(entries), "分组统计": {point: len(entries)}}
+    return json.dumps(obj, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("mission, summaries, kinds", [
+    ("bbu_install", [_summary(BBU, SCREW_OK)], set()),
+    ("bbu_install", [_summary(SCREW_OK)], {"missing"}),  # no image shows the BBU
+    ("bbu_install", [_summary(BBU, SCREW_BAD)], {"stated"}),  # a summary says a screw does not conform
+    ("bbu_install", [_summary(SCREW_BAD)], {"missing", "stated"}),
+    # per install point: point 2 has its fastener but no RRU
+    ("rru_install", [_at_point("1", RRU, FASTENER), _at_point("2", FASTENER)], {"missing"}),
+    ("rru_install", [_at_point("1", RRU, FASTENER), _at_point("2", RRU, FASTENER)], set()),
+    # the BBU is seen, but no image tells whether a wind shield is needed
+    ("bbu_wind", [_summary(BBU)], {"missing"}),
+])
+def test_the_rules_name_what_kind_of_failure_they_found(mission, summaries, kinds):
+    from bbuqc.missions.rules import assess_group
+
+    label, reason, got = assess_group(mission, summaries)
+    assert got == kinds and label == ("fail" if kinds else "pass"), reason
+    assert judge_group(mission, summaries) == (label, reason)
+
+
+def test_false_passes_are_counted_by_what_the_summaries_show():
+    """On groups a human fails and the rules fail too, the model's false passes by kind: what the model
+    misses (an absence, a stated failure) is what to train against."""
+    from bbuqc.stage_b.outputs import false_pass_kinds_line
+
+    def rec(label, summaries, answer):
+        return {"mission_id": "bbu_install", "mission": INSTALL, "label": label, "answers": [answer],
+                "summaries": {f"图片_{i}": s for i, s in enumerate(summaries, 1)}}
+
+    missing, stated, both = [_summary(SCREW_OK)], [_summary(BBU, SCREW_BAD)], [_summary(SCREW_BAD)]
+    records = [
+        rec("不通过", missing, P), rec("不通过", missing, P), rec("不通过", missing, F),
+        rec("不通过", stated, F), rec("不通过", stated, I1),  # invalid on a failed group: not a false pass
+        rec("不通过", both, P),
+        rec("不通过", [_summary(BBU, SCREW_OK)], P),  # the rules pass it: Stage-A's error, not counted here
+        rec("通过", missing, P),  # a human pass is no false pass
+    ]
+    a = compute_metrics(records)["overall"]["attribution"]
+    assert a["false_pass_by_kind"] == {
+        "missing": {"groups": 3, "false_pass": 2, "false_pass_rate": 2 / 3},
+        "stated": {"groups": 2, "false_pass": 0, "false_pass_rate": 0.0},
+        "both": {"groups": 1, "false_pass": 1, "false_pass_rate": 1.0},
+    }
+    assert false_pass_kinds_line(a) == (
+        "The model's false passes where the summaries show the failure, by what fails: a required item no image "
+        "shows 66.7% (2/3; 95% CI 20.8%–93.9%); a failure a summary states 0.0% (0/2; 95% CI 0.0%–65.8%); "
+        "both 100.0% (1/1; 95% CI 20.7%–100.0%).")
