@@ -60,6 +60,12 @@ class Rollout(StrEnum):
     vllm_server = "vllm_server"
 
 
+class ValBackend(StrEnum):
+    auto = "auto"  # GRPO with colocated vLLM rollouts: rollout; otherwise hf
+    hf = "hf"  # bbuqc's transformers generation layer on the model being trained
+    rollout = "rollout"  # GRPO's own rollout engine (ms-swift's): colocated vLLM, or its transformers engine
+
+
 class DeepSpeed(StrEnum):
     zero2 = "zero2"
     zero3 = "zero3"
@@ -315,6 +321,10 @@ class TrainConfig:
     # verdicts majority-voted as bbuqc-evaluate votes them (val/accuracy), plus val/accuracy_mean over the samples
     val_samples: int = 1
     val_max_new_tokens: int | None = None  # null: max_completion_length
+    # what generates the validation answers (docs/training.md, "Held-out validation"): auto: GRPO's colocated
+    # vLLM engine on a compute.rollout=vllm_colocate run (weights synced to the step, as for a rollout), bbuqc's
+    # HF generation layer otherwise; hf; rollout (algo=grpo: ms-swift's rollout path, on CPU its transformers engine)
+    val_backend: ValBackend = ValBackend.auto
     # the answers each validation keeps, of the same first rows every time (validation_answers.jsonl and the W&B
     # table val/answers: row, label, answer, parsed verdict or summary F1); 0: none
     val_answers: int = 32

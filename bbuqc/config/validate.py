@@ -102,12 +102,33 @@ def grpo_only(cfg: DictConfig) -> list[str]:
     if not grpo and cfg.train.importance_sampling_level != "token":
         out.append(f"train.importance_sampling_level={cfg.train.importance_sampling_level}: an importance ratio is "
                    "GRPO's (algo=grpo); SFT has none")
+    if cfg.train.val_backend == S.ValBackend.rollout:
+        if not grpo:
+            out.append("train.val_backend=rollout: the rollout engine is GRPO's (algo=grpo); SFT has none "
+                       "(use auto or hf)")
+        elif cfg.compute.rollout == S.Rollout.vllm_server:
+            out.append("train.val_backend=rollout: validation does not generate on a `swift rollout` server "
+                       "(compute.rollout=vllm_server); use auto or hf")
+    if validation_backend(cfg) == S.ValBackend.rollout and cfg.train.extra.get("async_generate"):
+        # the next rollout is already queued on the engine: a validation in between would take its place
+        out.append("train.extra.async_generate: validation on the rollout engine (train.val_backend="
+                   f"{cfg.train.val_backend}) cannot share it with asynchronous rollouts; set train.val_backend=hf")
     max_len = cfg.compute.vllm_max_model_len
     if grpo and cfg.compute.rollout == S.Rollout.vllm_colocate and max_len is not None \
             and max_len <= cfg.train.max_completion_length:
         out.append(f"compute.vllm_max_model_len={max_len}: leaves no room for a prompt before "
                    f"train.max_completion_length={cfg.train.max_completion_length} completion tokens")
     return out
+
+
+def validation_backend(cfg: DictConfig) -> S.ValBackend:
+    """What generates the validation answers: ``train.val_backend``, with ``auto`` resolved (the rollout engine
+    on a GRPO run with colocated vLLM rollouts, the HF generation layer otherwise)."""
+    backend = S.ValBackend(cfg.train.val_backend)
+    if backend != S.ValBackend.auto:
+        return backend
+    colocated = cfg.algo.name == S.Algo.grpo and cfg.compute.rollout == S.Rollout.vllm_colocate
+    return S.ValBackend.rollout if colocated else S.ValBackend.hf
 
 
 def verdict_line_weight(cfg: DictConfig) -> list[str]:

@@ -6,6 +6,7 @@ false-pass / false-fail / invalid rates and the `verdict.*` means; every `summar
 summaries). The figures go through the trainer's own log (so `logging.jsonl` and W&B get them under
 `val/`) and to `validation.jsonl` in the run folder. On several GPUs each rank answers its share of the
 rows and the answers are gathered (:func:`answers_across_ranks`): a validation costs 1/N of one rank's.
+On a GRPO run with colocated vLLM rollouts the answers come from that engine (:class:`RolloutAnswers`).
 
 A validated step is always saved. When it is a new best by `train.select_by`, the trainer's
 `best_global_step` is set before the save, so transformers records it as `best_model_checkpoint` and
@@ -26,6 +27,8 @@ from omegaconf import DictConfig
 from transformers import TrainerCallback
 
 from bbuqc.config.reward_sets import reward_params
+from bbuqc.config.schema import ValBackend
+from bbuqc.config.validate import validation_backend
 from bbuqc.io.atomic import write_json_atomic
 from bbuqc.io.jsonl import read_rows
 from bbuqc.io.run_folder import ANSWERS, BEST_JSON, BEST_LINK, read_validations
@@ -119,6 +122,17 @@ def answer_records(task: str, rows: list[dict], answers: list[str], limit: int) 
             for i, (row, answer, value) in enumerate(zip(rows, answers, f1))]
 
 
+def validation_prompts(task: str, rows: list[dict]) -> tuple[list[list[dict]], list | None]:
+    """The conversations validation asks (and each one's image, for summaries): a summary row gets the Stage-A
+    prompt of its mission, so that validation measures what bbuqc-infer will produce; a verdict row its own."""
+    if task == "summary":
+        from bbuqc.missions import get_mission
+        from bbuqc.prompts.summary import summary_messages
+
+        return [summary_messages(get_mission(r["mission"]), n_images=1) for r in rows], [r["images"][0] for r in rows]
+    return [r["messages"] for r in rows], None
+
+
 class Generator:
     """Greedy answers of the model being trained (or ``samples`` sampled ones per row at ``temperature``, as a
     list per row), by the generation layer `bbuqc-infer` and `bbuqc-evaluate` use (bbuqc/models/generation.py)."""
@@ -144,19 +158,43 @@ class Generator:
             model.train(was_training)
 
     def _batch(self, rows: list[dict]) -> list:
-        if self.task == "summary":
-            # the Stage-A prompt and images: validation measures what bbuqc-infer will produce
-            from bbuqc.missions import get_mission
-            from bbuqc.prompts.summary import summary_messages
-
-            conversations = [summary_messages(get_mission(r["mission"]), n_images=1) for r in rows]
-            images = [r["images"][0] for r in rows]
-        else:
-            conversations, images = [r["messages"] for r in rows], None
+        conversations, images = validation_prompts(self.task, rows)
         n = self.samples
         texts = self.layer.generate(conversations, images, max_new_tokens=self.max_new_tokens,
                                     temperature=self.temperature if n > 1 else 0.0, n=n)
         return texts if n > 1 else [t[0] for t in texts]
+
+
+class RolloutAnswers:
+    """Validation answers by GRPO's own rollout path (ms-swift's ``_generate_completions``, ``train.val_backend``
+    rollout, or auto on a ``compute.rollout=vllm_colocate`` run): on colocated vLLM rollouts the engine that
+    already holds the policy generates them, its weights synced to this step and woken (and put back to sleep)
+    as for a rollout, its tensor-parallel group gathering the ranks' requests; on HF rollouts ms-swift's
+    transformers engine over the model being trained. Greedy (one answer a row) or ``samples`` answers a row
+    at ``temperature``: the rows are repeated, as GRPO repeats a prompt for its group, and the trainer's own
+    request config is put back afterwards."""
+
+    def __init__(self, trainer: Any, task: str, max_new_tokens: int, samples: int = 1, temperature: float = 1.0):
+        self.trainer, self.task = trainer, task
+        self.max_new_tokens, self.samples, self.temperature = max_new_tokens, samples, temperature
+
+    def answers(self, rows: list[dict]) -> list:
+        from copy import copy
+
+        trainer, n = self.trainer, self.samples
+        conversations, images = validation_prompts(self.task, rows)
+        asked = [{"messages": [dict(m) for m in conversation], **({"images": [images[i]]} if images else {})}
+                 for i, conversation in enumerate(conversations) for _ in range(n)]
+        config = copy(trainer.request_config)
+        config.max_tokens, config.n = self.max_new_tokens, 1
+        config.temperature = self.temperature if n > 1 else 0.0
+        saved, trainer.request_config = trainer.request_config, config
+        try:
+            done = trainer._generate_completions(trainer.to_samples(asked))
+        finally:
+            trainer.request_config = saved
+        texts = [sample.messages[-1]["content"] for sample in done]
+        return texts if n == 1 else [texts[i:i + n] for i in range(0, len(texts), n)]
 
 
 def answers_across_ranks(rows: list[dict], answer) -> list:
@@ -200,10 +238,14 @@ class ValidationCallback(TrainerCallback):
         self._batch_size = t.val_batch_size
         self._keep = t.get("val_answers", 0)
         self._samples, self._temperature = t.get("val_samples", 1), t.temperature
+        self._on_rollout_engine = validation_backend(cfg) == ValBackend.rollout
 
     def _answers(self) -> list[str]:
         answer = self._answer  # tests: scripted
-        if answer is None:
+        if answer is None and self._on_rollout_engine:
+            answer = RolloutAnswers(self.trainer, self.task, self._max_new_tokens, self._samples,
+                                    self._temperature).answers
+        elif answer is None:
             template = getattr(self.trainer, "template", None)
             processor = getattr(template, "processor", None) or self.trainer.processing_class
             model = self.trainer.accelerator.unwrap_model(self.trainer.model)
