@@ -56,6 +56,19 @@ def validate(cfg: DictConfig, command: str) -> None:
         raise ConfigError(found)
 
 
+def load_config_extensions(cfg: DictConfig) -> None:
+    """What every process of a run loads from its config: the reward plug-ins (``reward.plugins``) and the
+    missions of the config's search path. Validation loads them as it checks them; a rank that bbuqc's launcher
+    started skips the checks (its launcher ran them on this very config) and loads them here."""
+    from bbuqc.missions.catalogue import config_sources, use_search_path
+    from bbuqc.prompts.summary import TAXONOMY
+    from bbuqc.rewards.plugins import load_plugins
+
+    use_search_path(config_sources(cfg), TAXONOMY)
+    if "reward" in cfg:
+        load_plugins(list(cfg.reward.get("plugins") or []))
+
+
 def preflight(cfg: DictConfig, command: str) -> None:
     """Everything a run is checked for before it starts, in one place for single runs and sweep jobs: the
     config, the devices it names, and (several nodes) the rendezvous address."""

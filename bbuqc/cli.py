@@ -60,11 +60,17 @@ class ValidateConfig(Callback):
         end_of_composition()  # the sweep composed; its jobs report their own failures
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from bbuqc.checks import preflight
+        from bbuqc.checks import load_config_extensions, preflight
         from bbuqc.config.validate import ConfigError
-        from bbuqc.runtime.nodes import other_node_launcher, run_other_node
+        from bbuqc.runtime.nodes import is_worker, other_node_launcher, run_other_node
 
         end_of_composition()
+        if is_worker():
+            # one rank of a run bbuqc launched: its node's launcher checked this very config (and the node's
+            # devices and rendezvous) before starting it, so the N ranks do not read the model's files and the
+            # training rows N times more; they load what the checks would have loaded on the way
+            load_config_extensions(config)
+            return
         try:
             preflight(config, self.command)
             if other_node_launcher(config, self.command):

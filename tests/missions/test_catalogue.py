@@ -189,3 +189,28 @@ def test_training_workers_compose_your_mission_from_the_same_search_path(tmp_pat
     worker = compose("train", [override, *job.hydra.overrides.task])
     assert worker.mission.id == "bbu_label" and worker.mission.decision == LABEL["decision"]
     assert search_path_override(_compose("train").hydra) == []  # no folder of your own: nothing added
+
+
+def test_a_training_worker_skips_the_checks_but_loads_your_missions_and_reward_plugins(tmp_path, monkeypatch):
+    """A rank bbuqc's launcher started does not check its config again (the launcher did, on this very config:
+    N ranks would read the model files and rows N times more), but the checks' loading is not skipped: your
+    missions of the search path and your reward plug-ins are known in every rank."""
+    from bbuqc.cli import ValidateConfig
+    from bbuqc.rewards import reward_names
+
+    write_mission(tmp_path)
+    plugin = tmp_path / "worker_reward.py"
+    plugin.write_text("from bbuqc.rewards import reward\nfrom bbuqc.rewards.verdict import label_score, prepare_rows\n"
+                      "reward('verdict.worker_check', 0.0, 1.0, prepare=prepare_rows)(label_score)\n")
+    # a config the checks refuse (an adapter that is not there), with your mission and your plug-in
+    job = _compose("train", tmp_path, overrides=("task=verdict", "mission=bbu_label", f"reward.plugins=[{plugin}]",
+                                                 f"model.adapter={tmp_path / 'no_adapter'}"))
+    monkeypatch.delenv("BBUQC_WORKER", raising=False)
+    with pytest.raises(SystemExit) as launcher:
+        ValidateConfig("train").on_run_start(job)
+    assert launcher.value.code == 2
+    use_search_path([], TAXONOMY)  # forget what the launcher's checks loaded
+    monkeypatch.setenv("BBUQC_WORKER", "1")
+    ValidateConfig("train").on_run_start(job)  # no check, no exit
+    assert "bbu_label" in all_missions()
+    assert "verdict.worker_check" in reward_names()
