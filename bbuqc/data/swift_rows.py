@@ -143,30 +143,37 @@ def row_problems(files: Iterable[str | Path], readers: list[Reader], *, multimod
         except RowFormatError as exc:
             problems.append(str(exc))
             continue
-        if not numbered:
-            problems.append(f"{path}: empty file: no rows")
-            continue
-        first: dict[tuple[str, str], int] = {}  # (who, column) -> first line that lacks it
-        lacking: dict[tuple[str, str], int] = {}
-        for lineno, row in numbered:
-            problem = shape_problem(row, multimodal)
-            if problem is not None:
-                problems.append(f"{path}:{lineno}: {problem}")
-                break
-            if answer_for is not None and answer(row) is None:
-                problems.append(f"{path}:{lineno}: messages: no reference answer (a last assistant turn, or a "
-                                f"solution column), which {answer_for} trains on")
-                break
-            for reader in readers:
-                for column in reader.columns:
-                    if lookup(row, column) is None:
-                        key = (reader.who, column)
-                        first.setdefault(key, lineno)
-                        lacking[key] = lacking.get(key, 0) + 1
-        for (who, column), lineno in first.items():
-            more = lacking[(who, column)] - 1
-            tail = f" ({more} more rows lack it)" if more else ""
-            problems.append(f"{path}:{lineno}: {column}: missing column, which {who} reads{tail}")
+        problems += _file_problems(path, numbered, readers, multimodal, answer_for)
+    return problems
+
+
+def _file_problems(path: Path, numbered: list[tuple[int, dict]], readers: list[Reader], multimodal: bool,
+                   answer_for: str | None) -> list[str]:
+    """:func:`row_problems` of one file's parsed ``(line, row)`` pairs."""
+    if not numbered:
+        return [f"{path}: empty file: no rows"]
+    problems = []
+    first: dict[tuple[str, str], int] = {}  # (who, column) -> first line that lacks it
+    lacking: dict[tuple[str, str], int] = {}
+    for lineno, row in numbered:
+        problem = shape_problem(row, multimodal)
+        if problem is not None:
+            problems.append(f"{path}:{lineno}: {problem}")
+            break
+        if answer_for is not None and answer(row) is None:
+            problems.append(f"{path}:{lineno}: messages: no reference answer (a last assistant turn, or a "
+                            f"solution column), which {answer_for} trains on")
+            break
+        for reader in readers:
+            for column in reader.columns:
+                if lookup(row, column) is None:
+                    key = (reader.who, column)
+                    first.setdefault(key, lineno)
+                    lacking[key] = lacking.get(key, 0) + 1
+    for (who, column), lineno in first.items():
+        more = lacking[(who, column)] - 1
+        tail = f" ({more} more rows lack it)" if more else ""
+        problems.append(f"{path}:{lineno}: {column}: missing column, which {who} reads{tail}")
     return problems
 
 
@@ -195,12 +202,16 @@ def load_swift_rows(files: Iterable[str | Path], max_rows: int | None = None, re
     :func:`row_problems` checks them (RowFormatError with its first line), every image made absolute and
     opened (``<file>:<line>: images: file not found: …``)."""
     files = [Path(f) for f in files]
-    problems = row_problems(files, list(readers), multimodal=multimodal, answer_for=answer_for)
-    if problems:
-        raise RowFormatError(problems[0])
+    parsed = []
+    for path in files:  # each file read once, and checked in file order (the first problem raised)
+        numbered = json_lines(path)
+        problems = _file_problems(path, numbered, list(readers), multimodal, answer_for)
+        if problems:
+            raise RowFormatError(problems[0])
+        parsed.append((path, numbered))
     rows: list[dict] = []
-    for path in files:
-        for lineno, row in json_lines(path):
+    for path, numbered in parsed:
+        for lineno, row in numbered:
             if max_rows is not None and len(rows) >= max_rows:
                 return rows
             if row.get("images"):

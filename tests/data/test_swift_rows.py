@@ -136,6 +136,27 @@ def test_rows_load_with_their_images_resolved_against_the_file(tmp_path):
         swift_dataset([f])
 
 
+def test_loading_reads_each_file_once_and_stops_at_the_first_problem_in_file_order(tmp_path, monkeypatch):
+    """A training run's rows are read once by the load (the check before the run folder reads them once more):
+    millions of rows are not parsed twice inside it. A problem of the first file is raised before a malformed
+    line of the second is even read."""
+    import bbuqc.data.swift_rows as swift_rows
+
+    reads = []
+    real = swift_rows.json_lines
+    monkeypatch.setattr(swift_rows, "json_lines", lambda path: reads.append(path) or real(path))
+    a = write(tmp_path / "a.jsonl", [verdict_row(), verdict_row("不通过")])
+    b = write(tmp_path / "b.jsonl", [verdict_row()])
+    assert len(load_swift_rows([a, b], readers=VERDICT_READERS, multimodal=False)) == 3
+    assert reads == [a, b]
+    write(a, [verdict_row(label=None)])  # lacks group_label, which verdict.label reads
+    b.write_text("not json\n", encoding="utf-8")
+    reads.clear()
+    with pytest.raises(RowFormatError, match=rf"^{a}:1: group_label: missing column"):
+        load_swift_rows([a, b], readers=VERDICT_READERS, multimodal=False)
+    assert reads == [a]
+
+
 def test_an_ms_swift_answer_is_the_sft_target_and_not_part_of_the_prompt():
     row = verdict_row()
     assert sft_messages(row) == row["messages"]  # kept, not answered twice
