@@ -170,13 +170,15 @@ class RolloutAnswers:
     rollout, or auto on a ``compute.rollout=vllm_colocate`` run): on colocated vLLM rollouts the engine that
     already holds the policy generates them, its weights synced to this step and woken (and put back to sleep)
     as for a rollout, its tensor-parallel group gathering the ranks' requests; on HF rollouts ms-swift's
-    transformers engine over the model being trained. Greedy (one answer a row) or ``samples`` answers a row
-    at ``temperature``: the rows are repeated, as GRPO repeats a prompt for its group, and the trainer's own
-    request config is put back afterwards."""
+    transformers engine over the model being trained, ``batch_size`` rows a call (vLLM takes them all at once).
+    Greedy (one answer a row) or ``samples`` answers a row at ``temperature``: the rows are repeated, as GRPO
+    repeats a prompt for its group, and the trainer's own request config is put back afterwards."""
 
-    def __init__(self, trainer: Any, task: str, max_new_tokens: int, samples: int = 1, temperature: float = 1.0):
+    def __init__(self, trainer: Any, task: str, max_new_tokens: int, batch_size: int, samples: int = 1,
+                 temperature: float = 1.0):
         self.trainer, self.task = trainer, task
-        self.max_new_tokens, self.samples, self.temperature = max_new_tokens, samples, temperature
+        self.max_new_tokens, self.batch_size, self.samples, self.temperature = (max_new_tokens, batch_size,
+                                                                                samples, temperature)
 
     def answers(self, rows: list[dict]) -> list:
         from copy import copy
@@ -188,9 +190,11 @@ class RolloutAnswers:
         config = copy(trainer.request_config)
         config.max_tokens, config.n = self.max_new_tokens, 1
         config.temperature = self.temperature if n > 1 else 0.0
+        step = len(asked) if getattr(trainer, "use_fast_infer", False) else self.batch_size * n
         saved, trainer.request_config = trainer.request_config, config
         try:
-            done = trainer._generate_completions(trainer.to_samples(asked))
+            done = [sample for start in range(0, len(asked), max(step, 1))
+                    for sample in trainer._generate_completions(trainer.to_samples(asked[start:start + step]))]
         finally:
             trainer.request_config = saved
         texts = [sample.messages[-1]["content"] for sample in done]
@@ -243,7 +247,7 @@ class ValidationCallback(TrainerCallback):
     def _answers(self) -> list[str]:
         answer = self._answer  # tests: scripted
         if answer is None and self._on_rollout_engine:
-            answer = RolloutAnswers(self.trainer, self.task, self._max_new_tokens, self._samples,
+            answer = RolloutAnswers(self.trainer, self.task, self._max_new_tokens, self._batch_size, self._samples,
                                     self._temperature).answers
         elif answer is None:
             template = getattr(self.trainer, "template", None)
