@@ -29,3 +29,17 @@ def session_cache(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BBUQC_CACHE", str(path))
         yield path
+
+
+@pytest.fixture
+def restored_rewards():
+    """Whatever reward plug-ins the test loads are unregistered afterwards (the registry is per process)."""
+    from bbuqc.rewards import REGISTRY
+    from bbuqc.rewards.plugins import LOADED
+
+    before, loaded = set(REGISTRY), dict(LOADED)
+    yield
+    for rid in set(REGISTRY) - before:
+        del REGISTRY[rid]
+    LOADED.clear()
+    LOADED.update(loaded)

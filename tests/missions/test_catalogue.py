@@ -191,7 +191,8 @@ def test_training_workers_compose_your_mission_from_the_same_search_path(tmp_pat
     assert search_path_override(_compose("train").hydra) == []  # no folder of your own: nothing added
 
 
-def test_a_training_worker_skips_the_checks_but_loads_your_missions_and_reward_plugins(tmp_path, monkeypatch):
+def test_a_training_worker_skips_the_checks_but_loads_your_missions_and_reward_plugins(tmp_path, monkeypatch,
+                                                                                     restored_rewards):
     """A rank bbuqc's launcher started does not check its config again (the launcher did, on this very config:
     N ranks would read the model files and rows N times more), but the checks' loading is not skipped: your
     missions of the search path and your reward plug-ins are known in every rank."""

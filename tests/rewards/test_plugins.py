@@ -13,7 +13,6 @@ from support import compose, run_cli
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
 from bbuqc.rewards import REGISTRY, get_reward
-from bbuqc.rewards.plugins import LOADED
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "rewards.md"
@@ -26,16 +25,11 @@ def doc_example() -> str:
 
 
 @pytest.fixture
-def plugin_file(tmp_path):
+def plugin_file(tmp_path, restored_rewards):
     """The doc's plug-in as a file; whatever the test registers is unregistered afterwards."""
     path = tmp_path / "my_rewards.py"
     path.write_text(doc_example(), encoding="utf-8")
-    before, loaded = set(REGISTRY), dict(LOADED)
-    yield path
-    for rid in set(REGISTRY) - before:
-        del REGISTRY[rid]
-    LOADED.clear()
-    LOADED.update(loaded)
+    return path
 
 
 def _problems(*overrides: str) -> list[str]:
