@@ -319,7 +319,12 @@ class TrainConfig:
     val_batch_size: int = 8  # prompts per generate() call during validation
     # answers per validation row: 1 greedy; n > 1 samples n at train.temperature (ms-swift's num_generations_eval),
     # verdicts majority-voted as bbuqc-evaluate votes them (val/accuracy), plus val/accuracy_mean over the samples
+    # and the best of n (val/accuracy_best, val/summary.*_best: the ceiling of what GRPO can select)
     val_samples: int = 1
+    # also validate the starting model before the first step (step 0 in validation.jsonl and W&B): the figures a
+    # run must beat (GRPO from an SFT checkpoint: the SFT model's, on the same rows and sampling). A reference
+    # only: never the best checkpoint (there is no checkpoint-0; the start is model.adapter). Not on a resume
+    val_on_start: bool = False
     val_max_new_tokens: int | None = None  # null: max_completion_length
     # what generates the validation answers (docs/training.md, "Held-out validation"): auto: GRPO's colocated
     # vLLM engine on a compute.rollout=vllm_colocate run (weights synced to the step, as for a rollout), bbuqc's
@@ -413,6 +418,8 @@ def check_train(t: DictConfig) -> list[str]:
             out.append(f"train.early_stop_patience={t.early_stop_patience}: expected an integer >= 1")
         elif t.eval_steps is None:
             out.append("train.early_stop_patience: needs train.eval_steps (early stopping watches validation)")
+    if t.val_on_start and t.eval_steps is None:
+        out.append("train.val_on_start: needs train.eval_steps (it validates as every validation does)")
     return out
 
 

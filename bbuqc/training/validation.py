@@ -54,7 +54,8 @@ def verdict_figures(rows: list[dict], answers: list, params: dict | None = None)
     """The business figures of each group's answer (or of its samples' majority vote, with the reward means over
     every sample), computed as `bbuqc-evaluate` computes them (``params``: the run's reward parameters by id, so
     `val/verdict.cost` is the cost GRPO trains on). Several samples per row add `val/accuracy_mean`: the
-    accuracy of one sample, on average."""
+    accuracy of one sample, on average, and `val/accuracy_best`: the share of rows that some sample gets right
+    (pass@n: the ceiling of what GRPO, which reweights the model's own samples, can reach at this temperature)."""
     from bbuqc.protocol import parse_verdict
     from bbuqc.stage_b.metrics import group_stats, score_answers
 
@@ -71,8 +72,9 @@ def verdict_figures(rows: list[dict], answers: list, params: dict | None = None)
         if stats[f"{k}_ci95"] is not None:
             figures[f"{k}_lo"], figures[f"{k}_hi"] = stats[f"{k}_ci95"]
     if any(len(a) > 1 for a in samples):
-        right = [parse_verdict(x)[0] == row["group_label"] for row, a in zip(rows, samples) for x in a]
-        figures["accuracy_mean"] = sum(right) / len(right)
+        right = [[parse_verdict(x)[0] == row["group_label"] for x in a] for row, a in zip(rows, samples)]
+        figures["accuracy_mean"] = sum(map(sum, right)) / sum(map(len, right))
+        figures["accuracy_best"] = sum(map(any, right)) / len(right)
     return {f"{VAL}{k}": float(v) for k, v in figures.items() if v is not None}
 
 
@@ -83,18 +85,24 @@ def _columns(rows: list[dict]) -> dict[str, list]:
 
 def summary_figures(rows: list[dict], answers: list, params: dict | None = None) -> dict[str, float]:
     """The mean of every `summary.*` reward over the validation images (and their samples), called as GRPO
-    calls them."""
+    calls them. Several samples per image add `val/<reward>_best`: the mean over the images of their best
+    sample's value (best@n: GRPO's ceiling at this temperature, as for `val/accuracy_best`)."""
     from bbuqc.rewards import get_reward, reward_names
 
     samples = _samples(answers)
-    rows = [row for row, a in zip(rows, samples) for _ in a]
+    owner = [i for i, a in enumerate(samples) for _ in a]  # each answer's row
     answers = [x for a in samples for x in a]
-    columns = _columns(rows)
+    columns = _columns([rows[i] for i in owner])
     out, params = {}, params or {}
     for rid in reward_names():
         if rid.startswith("summary."):
             values = get_reward(rid, params.get(rid))(list(answers), **columns)
             out[f"{VAL}{rid}"] = float(sum(values) / len(values))
+            if len(answers) > len(samples):
+                best: dict[int, float] = {}
+                for row, value in zip(owner, values):
+                    best[row] = max(value, best.get(row, value))
+                out[f"{VAL}{rid}_best"] = float(sum(best.values()) / len(best))
     return out
 
 
@@ -243,6 +251,7 @@ class ValidationCallback(TrainerCallback):
         self._keep = t.get("val_answers", 0)
         self._samples, self._temperature = t.get("val_samples", 1), t.temperature
         self._on_rollout_engine = validation_backend(cfg) == ValBackend.rollout
+        self._on_start = bool(t.get("val_on_start", False))
 
     def _answers(self) -> list[str]:
         answer = self._answer  # tests: scripted
@@ -261,12 +270,17 @@ class ValidationCallback(TrainerCallback):
         # a resumed run continues the best so far: its validations up to the checkpoint's step (the log was
         # cut back to it: training/checkpoints.py), else what transformers restored (best_global_step / best_metric)
         resumed = state.global_step > 0  # a fresh run in an old folder replays nothing
-        done = [r for r in read_validations(self.run_dir) if r["step"] <= state.global_step] if resumed else []
+        # (the start's validation, step 0, is a reference and no candidate: there is no checkpoint-0)
+        done = [r for r in read_validations(self.run_dir) if 0 < r["step"] <= state.global_step] if resumed else []
         for row in done:
             self.best.update(row["step"], row.get(self.best.metric), row)
         if not done and state.best_global_step and state.best_metric is not None:
             self.best.best_step, self.best.best_value = state.best_global_step, state.best_metric
         self.best.since_best = 0
+        if self._on_start and not resumed:
+            figures = self.validate(0, buffered=False)
+            log.info("validation of the starting model (step 0): %s=%s", self.best.metric,
+                     figures.get(self.best.metric))
 
     def on_step_end(self, args, state, control, **kwargs):
         if not self.every or state.global_step % self.every:
@@ -283,7 +297,10 @@ class ValidationCallback(TrainerCallback):
             control.should_training_stop = True
         return control
 
-    def validate(self, step: int) -> dict[str, float]:
+    def validate(self, step: int, buffered: bool = True) -> dict[str, float]:
+        """Answer and score the rows; the figures to validation.jsonl and W&B, and (``buffered``) into the
+        trainer's metrics, which it flushes into this step's log line (the start's figures would land in
+        step 1's line: they stay out of it)."""
         answers = self._answers()
         figures = (verdict_figures if self.task == "verdict" else summary_figures)(self.rows, answers,
                                                                                    self.reward_params)
@@ -295,7 +312,8 @@ class ValidationCallback(TrainerCallback):
             if kept:
                 with (self.run_dir / ANSWERS).open("a", encoding="utf-8") as f:
                     f.writelines(json.dumps({"step": step, **r}, ensure_ascii=False) + "\n" for r in kept)
-        self._log(figures)
+        if buffered:
+            self._log(figures)
         if self.wandb_run is not None:
             # under val/ as named (transformers' own W&B callback files trainer logs under train/, so the
             # same figures also appear there as train/val/...); stepped like every trainer metric

@@ -49,3 +49,24 @@ def test_the_generator_samples_n_answers_per_row(session_cache):
     assert [len(a) for a in answers] == [3, 3, 3] and all(isinstance(x, str) for a in answers for x in a)
     greedy = Generator(model, processor, "verdict", max_new_tokens=6, batch_size=2).answers(rows)
     assert len(greedy) == 3 and all(isinstance(x, str) for x in greedy)
+
+
+def test_best_of_n_is_the_share_of_rows_some_sample_gets_right():
+    rows = [{"group_label": label, "summaries": {}} for label in [*LABELS, "通过"]]
+    figures = verdict_figures(rows, [*SAMPLES, [F, F, F]])
+    assert figures["val/accuracy_best"] == pytest.approx(3 / 4)  # the fourth row: no sample passes it
+    assert figures["val/accuracy_mean"] == pytest.approx(5 / 12)
+    assert "val/accuracy_best" not in verdict_figures(rows, [a[0] for a in [*SAMPLES, [F]]])
+
+
+def test_summary_best_of_n_takes_each_images_best_sample():
+    from bbuqc.training.validation import summary_figures
+
+    ref = '{"dataset":"BBU","objects_total":2,"统计":[{"类别":"BBU安装螺丝","符合性":{"符合":2}}]}'
+    other = '{"dataset":"BBU","objects_total":1,"统计":[{"类别":"挡风板","可见性":{"完整":1}}]}'
+    row = {"metadata": {"domain": "BBU", "irrelevant": False, "summary_ref": ref}, "mission": "bbu_install"}
+    right, wrong = f"<DOMAIN=BBU>, <TASK=SUMMARY>\n{ref}", f"<DOMAIN=BBU>, <TASK=SUMMARY>\n{other}"
+    figures = summary_figures([row, row], [[wrong, right], [wrong, wrong]])
+    assert figures["val/summary.content_f1"] == pytest.approx(1 / 4)  # the mean over all four answers
+    assert figures["val/summary.content_f1_best"] == pytest.approx(1 / 2)  # image 1's best is right, image 2's not
+    assert "val/summary.content_f1_best" not in summary_figures([row, row], [right, wrong])

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support import run_cli
+from support import compose, run_cli
 
 from bbuqc.tracking.wandb_records import find_run_files, read_run
 from bbuqc.training.data import group_of, split_by_group
@@ -113,6 +113,7 @@ def test_validation_metric_names_cover_the_business_figures_and_every_reward():
 # so the best checkpoint, pruning and early stopping can be checked exactly.
 SCRIPT = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
     from hydra import compose, initialize_config_dir
@@ -127,7 +128,7 @@ SCRIPT = textwrap.dedent(
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=sys.argv[2:])
     validate(cfg, "train")
-    RIGHT = [False, True, False, False, False, False]
+    RIGHT = [c == "1" for c in os.environ.get("SCRIPTED_RIGHT", "010000")]  # each validation's answers, in turn
     calls = []
 
     def scripted(self):
@@ -201,6 +202,37 @@ def test_early_stopping_stops_after_patience_validations(scripted_run):
     assert steps[-1] == "4/6"  # max_steps=6, stopped after two validations without a new best
     state = json.loads((scripted_run / "best-checkpoint" / "trainer_state.json").read_text())
     assert state["best_global_step"] == 2 and state["best_metric"] == 1.0
+
+
+def test_the_starting_model_is_validated_as_a_reference_never_the_best(session_cache, tmp_path):
+    # train.val_on_start: the start answers right, step 1 wrong, step 2 right, step 3 wrong
+    run_dir = tmp_path / "run"
+    overrides = ["task=verdict", "algo=sft", "data.val_fraction=0.25", "train.eval_steps=1", "train.max_steps=3",
+                 "train.save_steps=100", "train.val_on_start=true", "logger=wandb"]
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir), *overrides], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "WANDB_MODE": "offline", "SCRIPTED_RIGHT": "1010"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    history = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines()]
+    assert [(h["step"], h["val/accuracy"]) for h in history] == [(0, 1.0), (1, 0.0), (2, 1.0), (3, 0.0)]
+    # the best of the run's own steps (the start has no checkpoint), though the start scored as high
+    best = json.loads((run_dir / "best_checkpoint.json").read_text())
+    assert (best["step"], best["value"]) == (2, 1.0) and (run_dir / "best-checkpoint").resolve().name == "checkpoint-2"
+    # step 1's log line carries step 1's figures, not a mean with the start's
+    logged = [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
+    assert [r["val/accuracy"] for r in logged if "val/accuracy" in r] == [0.0, 1.0, 0.0]
+    (run_file,) = find_run_files(run_dir)
+    wandb_history = [row for row in read_run(run_file).history if "val/accuracy" in row]
+    assert [(row["train/global_step"], row["val/accuracy"]) for row in wandb_history] == [
+        (0, 1.0), (1, 0.0), (2, 1.0), (3, 0.0)]
+
+
+def test_validating_the_start_needs_validation():
+    import bbuqc.config.store  # noqa: F401
+    from bbuqc.checks import problems
+
+    assert problems(compose("train", ["train.val_on_start=true"]), "train") == [
+        "train.val_on_start: needs train.eval_steps (it validates as every validation does)"]
+    assert problems(compose("train", ["train.val_on_start=true", "train.eval_steps=5", "data.val_fraction=0.1"]), "train") == []
 
 
 def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
