@@ -4,8 +4,8 @@ Every check is one `python -m bbuqc.<command>` (or a `-m` sweep) in its own fold
 outputs/gpu_check/; this script only plans, runs, watches and records them:
 
 - the tiny twin of every family (VL: tiny_qwen2_vl, tiny_qwen2_5_vl, tiny_qwen3_vl on task=summary;
-  text: tiny_text, tiny_qwen2_5 on task=verdict), with compute=gpu and compute=gpu_vllm: GRPO 3 steps with
-  one validation, SFT 3 steps;
+  text: tiny_text, tiny_qwen2_5 on task=verdict), with compute=gpu and compute=gpu_vllm: GRPO 3 steps
+  validated at the start and at the end, SFT 3 steps;
 - Stage-A (VL twins) with infer.backend=hf and vllm, without and with the SFT adapter; evaluation (text
   twins) without and with the GRPO adapter (and evaluate.backend=vllm where the schema has it);
 - export of each adapter, then Stage-A / evaluation from the merged folder;
@@ -95,7 +95,9 @@ def _train(name: str, model: str, algo: str, compute: str, out: Path, python: st
             *(["task=verdict", "reward=verdict"] if verdict else ["task=summary"]),
             f"train.max_steps={STEPS}", f"train.save_steps={STEPS}", "logger=none", f"hydra.run.dir={run_dir}"]
     if algo == "grpo":
-        argv += [f"train.eval_steps={STEPS}", "data.val_fraction=0.25", "train.val_batch_size=16"]
+        # validated at the start too: on vLLM the engine's first weight sync is then the validation's
+        argv += [f"train.eval_steps={STEPS}", "data.val_fraction=0.25", "train.val_batch_size=16",
+                 "train.val_on_start=true"]
     vllm = algo == "grpo" and compute == "gpu_vllm"
     if vllm:
         argv += [f"compute.vllm_gpu_memory_utilization={VLLM_SHARE}", "+train.extra.vllm_enforce_eager=true"]
