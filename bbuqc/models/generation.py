@@ -13,7 +13,8 @@ training template for every tiny family):
 - image sizing: the bounds ms-swift's templates resize to in training (``MIN_PIXELS``/``MAX_PIXELS``,
   :func:`pixel_bounds`, :func:`size_kwargs`) and bbuqc's one image loader (:func:`load_image`);
 - batching with **left padding** (Qwen-VL's M-RoPE positions come from the attention mask, so a padded
-  row gets the positions it gets alone), greedy or sampled ``generate``, decoding of the new tokens.
+  row gets the positions it gets alone), greedy or sampled ``generate``, decoding of the new tokens;
+- what a VL model may never write: its vision placeholder tokens (:func:`forbid_vision_placeholders`).
 
 The callers keep their own concerns: Stage-A its batches, retries and resume (bbuqc/stage_a/), Stage-B
 its seeding, sample repetition and voting (bbuqc/stage_b/), validation its scoring
@@ -31,6 +32,30 @@ from typing import Any
 from bbuqc.prompts.summary import IMAGE_TAG
 
 Messages = Sequence[dict]
+
+
+# ------------------------------------------------------------------------------------ placeholders
+
+# The config fields of the tokens that stand for an image or video in the prompt (Qwen2-VL, Qwen2.5-VL and
+# Qwen3-VL name them at the config's top level)
+VISION_PLACEHOLDERS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def forbid_vision_placeholders(model: Any) -> list[int]:
+    """Never let ``model`` generate its vision placeholder tokens: they are added to its generation config's
+    ``suppress_tokens`` (in place, so every engine holding that config sees it: ms-swift's transformers
+    rollout engine, bbuqc's :class:`Generator`). Returns the ids suppressed; none for a text model.
+
+    Why: a GRPO rollout is encoded again with its prompt for the policy's forward, and ms-swift fills every
+    ``<|image_pad|>`` of the sequence with the image's features; a completion that wrote one more than the
+    image has fails the step ("Number of elements of source < number of ones in mask"). An unsure model
+    samples them (the demo's quick run did, 2 steps after the pretrained twin); a real one rarely, which is
+    worse: an 8-GPU run dies at a random step."""
+    config, generation = getattr(model, "config", None), getattr(model, "generation_config", None)
+    ids = sorted({i for key in VISION_PLACEHOLDERS if isinstance(i := getattr(config, key, None), int)})
+    if ids and generation is not None:
+        generation.suppress_tokens = sorted(set(generation.suppress_tokens or ()) | set(ids))
+    return ids
 
 
 # ------------------------------------------------------------------------------------------- images

@@ -97,5 +97,9 @@ def load_model_and_processor(path: str | Path, multimodal: bool, device: str = "
         tokenizer.pad_token = tokenizer.eos_token
     if device != "auto":
         model = model.to(device)
+    if multimodal:
+        from bbuqc.models.generation import forbid_vision_placeholders
+
+        forbid_vision_placeholders(model)
     model.eval()
     return model, processor

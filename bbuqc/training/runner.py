@@ -152,6 +152,9 @@ def train(cfg: DictConfig, inputs, wandb=None) -> dict:
 
     class Pipeline(Base):
         def train(self, trainer):
+            from bbuqc.models.generation import forbid_vision_placeholders
+
+            forbid_vision_placeholders(trainer.model)  # before any rollout or validation generates
             for callback in bbuqc_callbacks(cfg, trainer, inputs, wandb):
                 trainer.add_callback(callback)
             return super().train(trainer)
