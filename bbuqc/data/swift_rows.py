@@ -201,11 +201,11 @@ def load_swift_rows(files: Iterable[str | Path], max_rows: int | None = None, re
     """The rows of ms-swift JSONL files, in file then line order, at most ``max_rows``: checked as
     :func:`row_problems` checks them (RowFormatError with its first line), every image made absolute and
     opened (``<file>:<line>: images: file not found: …``)."""
-    files = [Path(f) for f in files]
+    files, readers = [Path(f) for f in files], list(readers)
     parsed = []
     for path in files:  # each file read once, and checked in file order (the first problem raised)
         numbered = json_lines(path)
-        problems = _file_problems(path, numbered, list(readers), multimodal, answer_for)
+        problems = _file_problems(path, numbered, readers, multimodal, answer_for)
         if problems:
             raise RowFormatError(problems[0])
         parsed.append((path, numbered))
