@@ -165,11 +165,13 @@ class Demo:
         # Stage-A writes no record for a group whose summaries do not align with its images (an unsure model:
         # --quick's writes empty summaries), and the commands after it refuse an empty file: a mission without
         # records is left out, and said so
-        files = sorted(out.glob("*.jsonl"))
-        for empty in (f for f in files if not f.stat().st_size):
-            print(f"[demo] stage_a_{name}: no record for {empty.stem} (every group failed: "
-                  f"{empty.name}.summary.json); left out of what follows", flush=True)
-        written = [str(f) for f in files if f.stat().st_size]
+        written = []
+        for f in sorted(out.glob("*.jsonl")):
+            if f.stat().st_size:
+                written.append(str(f))
+            else:
+                print(f"[demo] stage_a_{name}: no record for {f.stem} (every group failed: "
+                      f"{f.name}.summary.json); left out of what follows", flush=True)
         if not written:
             raise DemoError(f"{out}: Stage-A wrote no record for any mission")
         return written
