@@ -247,6 +247,7 @@ def _check_summary_grpo(preset: str, run_dir: Path) -> None:
     assert "image size: " in log and "IMAGE_MAX_TOKEN_NUM=16" in log
 
 
+@pytest.mark.slow  # a real Qwen3-VL GRPO run, ~40 s: make test-full; keeps make test under 10 minutes
 def test_qwen3_vl_twin_summary_grpo_puts_lora_on_the_last_blocks_only(session_cache, tmp_path):
     _check_summary_grpo("tiny_qwen3_vl", tmp_path / "run")
 

@@ -112,6 +112,7 @@ def step_losses(run_dir: Path) -> dict[int, float]:
     return {int(r["global_step/max_steps"].split("/")[0]): r["loss"] for r in rows if "loss" in r}
 
 
+@pytest.mark.slow  # two real CHORD runs, ~25 s: make test-full; keeps make test under 10 minutes
 def test_a_resumed_chord_run_continues_exactly(session_cache, tmp_path):
     """Issue 16.2: CHORD's SFT batches continue where they stopped, so a resumed run equals an uninterrupted one."""
     # lora.dropout=0: dropout masks after a resume are not those of an uninterrupted run (README "Resume")

@@ -84,6 +84,7 @@ def _train(run: Path, *overrides: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow  # a real GRPO run and a validation, ~40 s: make test-full; keeps make test under 10 minutes
 def test_the_rollout_engine_answers_as_the_generation_layer(session_cache, tmp_path):
     runs = {backend: tmp_path / backend for backend in ("rollout", "hf", "sampled")}
     procs = {b: _train(run, f"train.val_backend={b}") for b, run in runs.items() if b != "sampled"}  # side by side
