@@ -111,6 +111,12 @@ def read_validations(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in read_objects(Path(run_dir) / VALIDATION) if isinstance(r.get("step"), int)]
 
 
+def checkpoint_validations(validations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The validations a best checkpoint can be picked from: all but the starting model's (step 0, written under
+    ``train.val_on_start``), which is a reference with no checkpoint of its own (the start is model.adapter)."""
+    return [r for r in validations if r["step"] > 0]
+
+
 def figures_at(validations: list[dict[str, Any]], step: int | None) -> dict[str, Any]:
     """Every figure of the validation at ``step`` (the last line for that step wins); {} when none."""
     figures: dict[str, Any] = {}

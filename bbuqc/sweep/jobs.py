@@ -21,6 +21,7 @@ from bbuqc.data.swift_rows import lookup  # a key of a nested dict by its dotted
 from bbuqc.io.run_folder import (
     LOGGING,
     STEP_KEY,
+    checkpoint_validations,
     figures_at,
     log_rows,
     number,
@@ -185,8 +186,7 @@ def _read_held_out(job: Job, logging_rows: list[dict[str, Any]]) -> None:
         job.best_checkpoint = checkpoint.name if checkpoint.is_dir() else None
     elif job.validations and job.select_metric:
         # no record (a W&B-only folder): the best validation by the job's own selection metric
-        # (step 0, the start's validation under train.val_on_start, is a reference: no checkpoint)
-        scored = [v for v in job.validations if v["step"] > 0 and number(v.get(job.select_metric)) is not None]
+        scored = [v for v in checkpoint_validations(job.validations) if number(v.get(job.select_metric)) is not None]
         if scored:
             sign = 1 if job.metric_greater(job.select_metric) else -1
             job.best_step = max(scored, key=lambda v: (sign * v[job.select_metric], -v["step"]))["step"]

@@ -31,7 +31,7 @@ from bbuqc.config.schema import ValBackend
 from bbuqc.config.validate import validation_backend
 from bbuqc.io.atomic import write_json_atomic
 from bbuqc.io.jsonl import read_rows
-from bbuqc.io.run_folder import ANSWERS, BEST_JSON, BEST_LINK, read_validations
+from bbuqc.io.run_folder import ANSWERS, BEST_JSON, BEST_LINK, checkpoint_validations, read_validations
 from bbuqc.io.run_folder import VALIDATION as HISTORY
 from bbuqc.training.selection import (
     VAL,
@@ -270,8 +270,8 @@ class ValidationCallback(TrainerCallback):
         # a resumed run continues the best so far: its validations up to the checkpoint's step (the log was
         # cut back to it: training/checkpoints.py), else what transformers restored (best_global_step / best_metric)
         resumed = state.global_step > 0  # a fresh run in an old folder replays nothing
-        # (the start's validation, step 0, is a reference and no candidate: there is no checkpoint-0)
-        done = [r for r in read_validations(self.run_dir) if 0 < r["step"] <= state.global_step] if resumed else []
+        done = [r for r in checkpoint_validations(read_validations(self.run_dir))
+                if r["step"] <= state.global_step] if resumed else []
         for row in done:
             self.best.update(row["step"], row.get(self.best.metric), row)
         if not done and state.best_global_step and state.best_metric is not None:

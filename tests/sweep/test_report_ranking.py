@@ -156,3 +156,17 @@ def test_a_bad_constraint_is_one_error_line_and_nothing_written(tmp_path, capsys
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err.startswith(expected.format(root=root))
     assert sorted(root.rglob("*")) == before
+
+
+def test_without_a_best_record_the_start_validation_is_never_the_best_step(tmp_path):
+    """A folder without best_checkpoint.json (W&B-only) gets its best step from its validations; the starting
+    model's (step 0, train.val_on_start) is a reference with no checkpoint, even when it scored highest."""
+    from bbuqc.sweep.jobs import Job, _read_held_out
+
+    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(v) + "\n" for v in [
+        {"step": 0, "val/accuracy": 0.9}, {"step": 20, "val/accuracy": 0.7}, {"step": 40, "val/accuracy": 0.8}]))
+    job = Job(dir=tmp_path, label="0", num=0, overrides=[], status="completed",
+              config={"task": {"name": "verdict"}, "train": {"select_by": None}})
+    _read_held_out(job, [])
+    assert job.best_step == 40 and job.held_out == {"val/accuracy": 0.8}
+    assert [v["step"] for v in job.validations] == [0, 20, 40]  # the curve keeps the start
