@@ -329,7 +329,7 @@ def stage_a_figures(files: list[str], perfect: list[str]) -> dict:
     """How close Stage-A's records are to the world's perfect ones, image by image: equal text, usable (JSON
     or 无关图片), `summary.content_f1` (the reward validation uses) over the images that show the mission,
     and the irrelevant images recognised as such."""
-    from bbuqc.protocol import IRRELEVANT, summary_header
+    from bbuqc.protocol import IRRELEVANT, summary_header, summary_usable
     from bbuqc.rewards import get_reward
 
     ref = {(r["group_id"], r["label"]): r for p in perfect for r in _records(p)}
@@ -344,7 +344,7 @@ def stage_a_figures(files: list[str], perfect: list[str]) -> dict:
                 n += 1
                 expected = ref_rec.get("per_image", {}).get(key)
                 same += text == expected
-                usable += text == IRRELEVANT or _is_json(text)
+                usable += summary_usable(text)
                 if expected == IRRELEVANT:
                     irrelevant += 1
                     irrelevant_ok += text == IRRELEVANT
@@ -363,13 +363,6 @@ def _records(path: str) -> list[dict]:
     for raw in read_objects(Path(path)):
         out.append({"group_id": raw.get("group_id"), "label": raw.get("label"), "per_image": raw.get("per_image", {})})
     return out
-
-
-def _is_json(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except (TypeError, ValueError):
-        return False
 
 
 VERDICT_KEYS = ("accuracy", "false_pass_rate", "false_fail_rate", "invalid_rate")

@@ -88,6 +88,12 @@ def summary_object(summary: str) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
+def summary_usable(summary: str) -> bool:
+    """Whether a Stage-A output says something a verdict can use: exactly ``无关图片``, or one JSON object
+    (read as :func:`postprocess_summary` keeps it)."""
+    return postprocess_summary(summary) == IRRELEVANT or summary_object(summary) is not None
+
+
 # --- verdict ----------------------------------------------------------------
 
 PASS = "通过"

@@ -572,6 +572,12 @@ class InferConfig:
     batch_size: int = 8  # images per generate() call
     max_new_tokens: int = 256  # tokens per summary
     temperature: float = 0.0  # 0: greedy
+    # an image whose summary is neither one JSON object nor 无关图片 is sampled again, up to this many times, at
+    # resample_temperature, each try seeded by the image's bytes and `seed` (a resumed run writes the same
+    # bytes); the first usable answer is kept, else the first answer. 0: off (docs/stage_a.md, "Resampling")
+    resample: int = 4
+    resample_temperature: float = 1.0
+    seed: int = 0
     output: str | None = None  # null: outputs/stage_a/<mission id>.jsonl under the working dir (stable: re-running resumes)
     workers: int = 1  # >1: Stage-A on Ray Data with this many model actors (one GPU each with compute.device=cuda)
     # auto | <host>:<port> attaches to a Ray cluster (even with workers=1), local starts one; null: a local one
@@ -585,6 +591,10 @@ def check_infer(i: DictConfig) -> list[str]:
     out = _at_least(i, "infer", ("batch_size", "max_new_tokens", "workers"))
     if i.temperature < 0:
         out.append(f"infer.temperature={i.temperature}: expected a number >= 0")
+    out += _at_least(i, "infer", ("resample",), low=0)
+    if i.resample > 0 and i.resample_temperature <= 0:
+        out.append(f"infer.resample_temperature={i.resample_temperature}: expected a number > 0 "
+                   "(a resample at temperature 0 repeats the greedy answer; infer.resample=0 turns resampling off)")
     return out
 
 

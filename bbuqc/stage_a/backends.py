@@ -50,6 +50,9 @@ class BackendError(RuntimeError):
 class GenerationSettings:
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0: greedy
+    # sampling only: the call's answers are drawn from this seed, so the same call writes the same text (Stage-A's
+    # resampling passes one per image and try: bbuqc/stage_a/resample.py); None: the process's random state
+    seed: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -116,8 +119,14 @@ class HFBackend:
     def generate(self, images: list[Path], mission: Mission, settings: GenerationSettings) -> list[str]:
         if not images:
             return []
-        out = self.generator.generate([summary_messages(mission, n_images=1)] * len(images), images,
-                                      max_new_tokens=settings.max_new_tokens, temperature=settings.temperature)
+        import torch
+
+        with torch.random.fork_rng(devices=[] if self.model.device.type == "cpu" else [self.model.device],
+                                   enabled=settings.seed is not None and not settings.greedy):
+            if settings.seed is not None and not settings.greedy:
+                torch.manual_seed(settings.seed)
+            out = self.generator.generate([summary_messages(mission, n_images=1)] * len(images), images,
+                                          max_new_tokens=settings.max_new_tokens, temperature=settings.temperature)
         return [texts[0] for texts in out]
 
 
@@ -154,7 +163,7 @@ class VLLMBackend:
             self._prompts[mission.id] = render_prompt(self.processor, mission)
         text = self._prompts[mission.id]
         params = self._vllm.SamplingParams(temperature=settings.temperature, max_tokens=settings.max_new_tokens,
-                                           skip_special_tokens=True)
+                                           skip_special_tokens=True, seed=settings.seed)
         inputs = [{"prompt": text, "multi_modal_data": {"image": load_image(p)}} for p in images]
         outputs = self.llm.generate(inputs, params, use_tqdm=False, lora_request=self.lora)
         return [o.outputs[0].text for o in outputs]

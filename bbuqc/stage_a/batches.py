@@ -3,7 +3,8 @@
 group), and each group turned into one record (``postprocess_summary``, ``align_summaries``) and emitted
 in the order of the groups as soon as it and every group before it are finished.
 
-The same loop runs in the command's process and in each Ray worker (bbuqc/stage_a/workers.py).
+The same loop runs in the command's process and in each Ray worker (bbuqc/stage_a/workers.py). An image whose answer is unusable is sampled again before its group is
+finished (``infer.resample``: bbuqc/stage_a/resample.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bbuqc.missions import Mission
 from bbuqc.protocol import postprocess_summary
 
 from .backends import Backend, BackendError, GenerationSettings
+from .resample import Resample, usable_summary
 
 
 @dataclass
@@ -52,6 +54,19 @@ class GenerationStats:
     written: int = 0
     failed: list[GroupFailure] = field(default_factory=list)
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, images) per finished batch
+    # infer.resample: images whose first answer was unusable, those a sample fixed, and the samples drawn
+    resampled: int = 0
+    resample_fixed: int = 0
+    resample_tries: int = 0
+
+    def resampling(self) -> dict[str, int]:
+        """The counts the run summary shows (and a Ray worker sends back: :meth:`add_resampling`)."""
+        return {"images": self.resampled, "fixed": self.resample_fixed, "tries": self.resample_tries}
+
+    def add_resampling(self, counts: dict[str, int]) -> None:
+        self.resampled += counts["images"]
+        self.resample_fixed += counts["fixed"]
+        self.resample_tries += counts["tries"]
 
     @property
     def images_per_s(self) -> float:
@@ -99,6 +114,7 @@ def generate_groups(
     on_failure: Callable[[GroupFailure], None] | None = None,
     on_images: Callable[[int], None] | None = None,
     on_group: Callable[[], None] | None = None,
+    resample: Resample = Resample(),
 ) -> GenerationStats:
     """Generate every group's summaries, batching images across groups; ``emit`` each valid
     record in the order of ``groups``, as soon as it and every group before it are finished."""
@@ -128,8 +144,13 @@ def generate_groups(
         texts = backend.generate(paths, mission, settings)
         if len(texts) != len(paths):
             raise BackendError(f"backend returned {len(texts)} outputs for {len(paths)} images")
-        for (gi, ii), text in zip(batch, texts):
-            states[gi].raw[ii] = text
+        outcomes = [usable_summary(backend, path, mission, settings, text, resample)
+                    for path, text in zip(paths, texts)]
+        for (gi, ii), outcome in zip(batch, outcomes):
+            states[gi].raw[ii] = outcome.text
+            stats.resampled += outcome.tries > 0
+            stats.resample_fixed += outcome.fixed
+            stats.resample_tries += outcome.tries
             states[gi].remaining -= 1
         stats.images += len(batch)
         stats.arrivals.append((time.perf_counter(), len(batch)))

@@ -10,7 +10,8 @@ Flow of :func:`run_stage_a` (docs/stage_a.md):
    last line repaired: bbuqc/io/jsonl.py) and skip every group already in it;
 4. generate (batches.py): the images of consecutive groups are flattened into batches of
    ``infer.batch_size`` so batches stay full; a batch that raises is retried image by image,
-   and an image that still fails fails only its group;
+   and an image that still fails fails only its group; an image whose summary is unusable (neither JSON
+   nor 无关图片) is sampled again, seeded by its bytes (``infer.resample``, resample.py);
 5. a group is post-processed (``postprocess_summary``), validated against its images
    (``align_summaries``) and written as one line as soon as its last image is done — in
    discovery order; a group that fails is reported and never written (progress.py: the bars
@@ -47,6 +48,7 @@ from bbuqc.runtime.ray_pool import cluster_for, fan_out, on_ray
 
 from .backends import Backend, BackendError, backend_for, check_backend, settings_of
 from .batches import GenerationStats, GroupFailure, generate_groups
+from .resample import resample_of
 from .progress import Progress
 from .writer import StageAWriter
 
@@ -117,7 +119,8 @@ def run_identity(cfg: DictConfig, mission: Mission, root: Path) -> dict[str, Any
 
     return output_identity(
         cfg, inputs={"mission": mission.id, "root": str(root.resolve())},
-        decoding={"max_new_tokens": int(cfg.infer.max_new_tokens), "temperature": float(cfg.infer.temperature)},
+        decoding={"max_new_tokens": int(cfg.infer.max_new_tokens), "temperature": float(cfg.infer.temperature),
+                  **resample_of(cfg).identity()},
         prompts=[summary_system_prompt(mission), summary_user_prompt(mission)])
 
 
@@ -182,7 +185,7 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
                     stats = generate_groups(
                         pending, backend, mission, settings_of(cfg), int(cfg.infer.batch_size), writer.write,
                         on_failure=lambda f: progress.write(f"warning: {f.line()}"),
-                        on_images=progress.add_images, on_group=progress.add_group,
+                        on_images=progress.add_images, on_group=progress.add_group, resample=resample_of(cfg),
                     )
             finally:
                 progress.close()
@@ -208,6 +211,7 @@ def run_stage_a(cfg: DictConfig, backend: Backend | None = None, *,
         "images_per_s": round(stats.images_per_s, 3),
         "images_per_s_steady": _round(stats.steady_images_per_s(skip=workers if use_ray else 1)),
         "batch_failures": stats.batch_failures,
+        "resampled": stats.resampling(),
     }
     write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)
     print(format_summary(summary), flush=True)
@@ -227,6 +231,7 @@ def generate_on_ray(cfg: DictConfig, pending: list[Group], writer: StageAWriter,
         stats.images += int(result["images"])
         stats.arrivals.append((time.perf_counter(), int(result["images"])))
         stats.batch_failures += int(result["batch_failures"])
+        stats.add_resampling(result["resampled"])
         for outcome in result["groups"]:
             if "line" in outcome:
                 writer.write_line(outcome["line"])
@@ -252,6 +257,10 @@ def format_summary(s: dict) -> str:
     ]
     lines += [f"  failed {f['group_id']} ({f['label']}): {f['reason']}" for f in s["failed"]]
     lines += [f"  warning: {w}" for w in s["warnings"]]
+    if s["resampled"]["images"]:
+        r = s["resampled"]
+        lines.append(f"  resampled {r['images']} images whose summary was neither JSON nor 无关图片: "
+                     f"{r['fixed']} fixed in {r['tries']} samples")
     lines.append(f"  {s['images']} images in {s['seconds']:.1f} s: {s['images_per_s']:.2f} images/s "
                  f"(backend {s['backend']}, batch size {s['batch_size']}, workers {s['workers']})")
     lines.append(f"  summary: {s['output']}{SUMMARY_SUFFIX}")

@@ -18,6 +18,7 @@ from bbuqc.runtime.offline import use_offline_defaults
 
 from .backends import Backend, backend_for, settings_of
 from .batches import generate_groups
+from .resample import resample_of
 
 
 def chunk_groups(groups: list[Group], images_per_chunk: int) -> list[list[Group]]:
@@ -54,6 +55,7 @@ class StageAWorker:
         self.mission = resolve_mission(self.cfg.mission)
         self.settings = settings_of(self.cfg)
         self.batch_size = int(self.cfg.infer.batch_size)
+        self.resample = resample_of(self.cfg)
         self.backend = (backend_factory or backend_for)(self.cfg)
 
     def process(self, chunk: list[dict]) -> dict:
@@ -63,8 +65,9 @@ class StageAWorker:
         stats = generate_groups(
             groups, self.backend, self.mission, self.settings, self.batch_size,
             lambda rec: lines.__setitem__((rec.label, rec.group_id), record_to_line(rec)),
-            on_failure=lambda f: failures.__setitem__((f.label, f.group_id), f.__dict__),
+            on_failure=lambda f: failures.__setitem__((f.label, f.group_id), f.__dict__), resample=self.resample,
         )
         results = [{"line": lines[(g.label, g.group_id)]} if (g.label, g.group_id) in lines
                    else {"failure": failures[(g.label, g.group_id)]} for g in groups]
-        return {"groups": results, "images": stats.images, "batch_failures": stats.batch_failures}
+        return {"groups": results, "images": stats.images, "batch_failures": stats.batch_failures,
+                "resampled": stats.resampling()}
