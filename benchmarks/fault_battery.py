@@ -95,6 +95,7 @@ class World:
 def infer_args(root: Path, out: Path, run_dir: Path, mission: str = "bbu_cable", *extra: str) -> list[str]:
     return [f"mission={mission}", "data.source=files", f"data.root={root}", f"infer.output={out}", "logger=none",
             "infer.max_new_tokens=48", "infer.batch_size=2", "infer.progress=false", f"hydra.run.dir={run_dir}",
+            "infer.resample=0",  # the random model never writes JSON; seeded resampling's resume: test_resample.py
             *extra]
 
 

@@ -114,6 +114,9 @@ def compose(overrides: list[str]):
 def base_overrides(root: Path, output: Path, model: Path | None = None, **infer) -> list[str]:
     over = [f"mission={MISSION_ID}", f"data.root={root}", f"infer.output={output}",
             f"infer.max_new_tokens={MAX_NEW_TOKENS}", "infer.progress=false"]
+    # the test model never writes JSON, so resampling would only multiply its work: off unless a test asks
+    # (test_resample.py, where it is on and checked, the test model included)
+    infer.setdefault("resample", 0)
     if model is not None:
         over.append(f"model.path={model}")
     over += [f"infer.{k}={v}" for k, v in infer.items()]
