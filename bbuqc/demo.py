@@ -37,6 +37,7 @@ from pathlib import Path
 from bbuqc.io import run_folder
 from bbuqc.io.jsonl import read_objects
 from bbuqc.missions import MISSIONS
+from bbuqc.runtime.environment import describe, one_line
 
 DEFAULT_OUT = Path("outputs/demo")
 TRAIN_SEED, TEST_SEED, GRPO_SEED = 0, 1, 2  # the synthetic worlds' seeds
@@ -391,6 +392,7 @@ def collect(*, out, seed, evaluations, summary, stage_a, curves, checkpoints, ru
         "timings_s": timings,
         "worlds": worlds,
         "out": str(out),
+        "environment": describe(),  # the same code gives other figures on other CPU kernels or libraries
     }
 
 
@@ -495,6 +497,7 @@ def write_summary(out: Path, metrics: dict) -> str:
         "", text, "",
         f"Summary checkpoint: `{metrics['summary_checkpoint']}`  ",
         f"Verdict checkpoint: `{metrics['verdict_checkpoint']}`", "",
+        f"Measured on: {one_line(metrics['environment'])}", "",
         "## Curves", "",
         *[f"![{p}]({p})" for p in pngs], "",
         "Run folders: " + ", ".join(f"`{k}`: `{v}`" for k, v in metrics["run_dirs"].items()), "",

@@ -34,6 +34,9 @@ def figures(metrics: dict, wall: float) -> dict:
         "stage_a": metrics["stage_a"],
         "targets": {k: {"value": t["value"], "target": t["target"], "met": t["met"]} for k, t in metrics["targets"].items()},
         "checkpoints": {k: v for k, v in metrics.items() if k.endswith("_checkpoint")},
+        # the CPU kernels and libraries the demo ran with (bbuqc/runtime/environment.py); a demo from before
+        # it recorded them has none
+        "environment": metrics.get("environment"),
     }
 
 
@@ -56,8 +59,10 @@ def main() -> None:
                 subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
                 wall = time.perf_counter() - start
                 runs.append(figures(json.loads((out / "metrics.json").read_text(encoding="utf-8")), wall))
+    from bbuqc.runtime.environment import describe
+
     write_result("lifecycle", {"source": existing or "fresh runs", "quick": quick, "runs": runs,
-                               "cpu_count": os.cpu_count()})
+                               "cpu_count": os.cpu_count(), "environment": describe()})
 
 
 if __name__ == "__main__":

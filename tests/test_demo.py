@@ -36,6 +36,8 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert Path(metrics["summary_grpo_checkpoint"]).parent == Path(metrics["run_dirs"]["summary_grpo"])
     assert metrics["summary_checkpoint"] in (metrics["summary_sft_checkpoint"], metrics["summary_grpo_checkpoint"])
     assert set(metrics["run_dirs"]) == set(STAGES)
+    # the figures name the CPU kernels and libraries they were measured with
+    assert metrics["environment"]["torch_cpu_kernels"] and metrics["environment"]["versions"]["ms-swift"]
     assert all(Path(p).is_dir() for p in metrics["run_dirs"].values())
     assert set(metrics["timings_s"]) == {*STAGES, "total"}
     assert set(metrics["verdict"]) == {"base", "sft", "grpo"} and set(metrics["verdict"]["base"]) == {"perfect"}
@@ -78,6 +80,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "| grpo | perfect |" in summary and "| grpo | end to end |" in summary
     assert "| grpo | shifted end to end |" in summary
+    assert f"torch CPU kernels {metrics['environment']['torch_cpu_kernels']}" in summary
     for run in ("summary_sft", "summary_grpo", "verdict_sft", "verdict_grpo"):
         assert f"![{run}.png]({run}.png)" in summary
         assert (out / f"{run}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -20,7 +20,7 @@ from bbuqc.missions import Mission
 from bbuqc.protocol import postprocess_summary
 
 from .backends import Backend, BackendError, GenerationSettings
-from .resample import Resample, usable_summary
+from .resample import NO_RESAMPLING, Resample, usable_summary
 
 
 @dataclass
@@ -114,7 +114,7 @@ def generate_groups(
     on_failure: Callable[[GroupFailure], None] | None = None,
     on_images: Callable[[int], None] | None = None,
     on_group: Callable[[], None] | None = None,
-    resample: Resample = Resample(),
+    resample: Resample = NO_RESAMPLING,
 ) -> GenerationStats:
     """Generate every group's summaries, batching images across groups; ``emit`` each valid
     record in the order of ``groups``, as soon as it and every group before it are finished."""

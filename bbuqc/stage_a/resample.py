@@ -39,6 +39,9 @@ class Resample:
             if self.attempts else {}
 
 
+NO_RESAMPLING = Resample()
+
+
 def resample_of(cfg: DictConfig) -> Resample:
     """``infer.resample``, ``infer.resample_temperature`` and ``infer.seed``."""
     return Resample(int(cfg.infer.resample), float(cfg.infer.resample_temperature), int(cfg.infer.seed))

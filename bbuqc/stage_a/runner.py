@@ -48,8 +48,8 @@ from bbuqc.runtime.ray_pool import cluster_for, fan_out, on_ray
 
 from .backends import Backend, BackendError, backend_for, check_backend, settings_of
 from .batches import GenerationStats, GroupFailure, generate_groups
-from .resample import resample_of
 from .progress import Progress
+from .resample import resample_of
 from .writer import StageAWriter
 
 DEFAULT_OUTPUT_DIR = Path("outputs") / "stage_a"

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from stage_a_support import MISSION_ID, N_GROUPS, compose, base_overrides
+from stage_a_support import MISSION_ID, N_GROUPS, base_overrides, compose
 
 from bbuqc.errors import InputError
 from bbuqc.missions import MISSIONS
