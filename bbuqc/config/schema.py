@@ -575,9 +575,9 @@ class InferConfig:
     # an image whose summary is neither one JSON object nor 无关图片 is sampled again, up to this many times, at
     # resample_temperature, each try seeded by the image's bytes and `seed` (a resumed run writes the same
     # bytes); the first usable answer is kept, else the first answer. 0: off (docs/stage_a.md, "Resampling")
-    resample: int = 4
-    resample_temperature: float = 1.0
-    seed: int = 0
+    resample: int = 4  # tries per unusable summary; 0: off
+    resample_temperature: float = 1.0  # > 0: a resample samples
+    seed: int = 0  # mixed into every try's seed (another seed, other samples)
     output: str | None = None  # null: outputs/stage_a/<mission id>.jsonl under the working dir (stable: re-running resumes)
     workers: int = 1  # >1: Stage-A on Ray Data with this many model actors (one GPU each with compute.device=cuda)
     # auto | <host>:<port> attaches to a Ray cluster (even with workers=1), local starts one; null: a local one
