@@ -572,9 +572,9 @@ class InferConfig:
     batch_size: int = 8  # images per generate() call
     max_new_tokens: int = 256  # tokens per summary
     temperature: float = 0.0  # 0: greedy
-    # an image whose summary is neither one JSON object nor 无关图片 is sampled again, up to this many times, at
+    # an image whose summary is neither one JSON object nor 无关图片 is sampled again, up to `resample` times, at
     # resample_temperature, each try seeded by the image's bytes and `seed` (a resumed run writes the same
-    # bytes); the first usable answer is kept, else the first answer. 0: off (docs/stage_a.md, "Resampling")
+    # bytes); the first usable answer is kept, else the first answer (docs/stage_a.md, "Resampling")
     resample: int = 4  # tries per unusable summary; 0: off
     resample_temperature: float = 1.0  # > 0: a resample samples
     seed: int = 0  # mixed into every try's seed (another seed, other samples)

@@ -3,8 +3,8 @@
 group), and each group turned into one record (``postprocess_summary``, ``align_summaries``) and emitted
 in the order of the groups as soon as it and every group before it are finished.
 
-The same loop runs in the command's process and in each Ray worker (bbuqc/stage_a/workers.py). An image whose answer is unusable is sampled again before its group is
-finished (``infer.resample``: bbuqc/stage_a/resample.py).
+The same loop runs in the command's process and in each Ray worker (bbuqc/stage_a/workers.py). An image
+whose answer is unusable is sampled again before its group is finished (``infer.resample``: resample.py).
 """
 
 from __future__ import annotations
