@@ -493,7 +493,8 @@ def test_read_num_llm_layers_layouts(tmp_path):
 # twin bumps its folder version (MODEL_DIRS) and this pin, and the demo is measured again.
 # vl_demo's build trains (its tower and its reading), so its bytes also depend on the CPU kernels torch picks:
 # the same code gives 3a4b52dc... with AVX-512 kernels and 1ad957d5... with AVX2 ones on one machine, and
-# the sessions before 2026-12-07's fifth measured 715069a6... on another. The pin is the build the demo's
+# the sessions before 2026-12-07's fifth pinned 715069a6... (their CPU and library versions were not
+# recorded; neither kernel set reproduces it here). The pin is the build the demo's
 # current figures were measured on (bbuqc/runtime/environment.py records it in the demo's metrics.json):
 DEMO_TWIN_MEASURED_ON = "torch CPU kernels AVX512 (Intel Xeon with AMX); torch 2.14.1, transformers 5.19.0"
 DEMO_TWIN_SHA256 = {
