@@ -161,10 +161,11 @@ class Generator:
         return enc.to(self.model.device)
 
     def generate(self, conversations: Sequence[Messages], images: Sequence[Path | str | Any] | None = None, *,
-                 max_new_tokens: int, temperature: float = 0.0, n: int = 1) -> list[list[str]]:
+                 max_new_tokens: int, temperature: float = 0.0, n: int = 1, seed: int | None = None) -> list[list[str]]:
         """The decoded new tokens for each conversation: one greedy answer (``temperature == 0``; ``n`` must
         be 1, greedy answers being identical), or ``n`` samples at ``temperature`` (top-p/top-k: the
-        checkpoint's ``generation_config``)."""
+        checkpoint's ``generation_config``). ``seed``: the samples of this call are drawn from it (the same call
+        gives the same text) and the process's random state is left as it was; None: drawn from that state."""
         import torch
 
         if not conversations:
@@ -178,7 +179,11 @@ class Generator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             kwargs.update(do_sample=True, temperature=temperature, num_return_sequences=n)
-        with torch.inference_mode():
+        seeded = seed is not None and temperature != 0
+        devices = [] if self.model.device.type == "cpu" else [self.model.device]
+        with torch.random.fork_rng(devices=devices, enabled=seeded), torch.inference_mode():
+            if seeded:
+                torch.manual_seed(seed)
             out = self.model.generate(**batch, **kwargs)
         texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
         return [texts[i * n:(i + 1) * n] for i in range(len(conversations))]

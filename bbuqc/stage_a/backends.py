@@ -119,14 +119,9 @@ class HFBackend:
     def generate(self, images: list[Path], mission: Mission, settings: GenerationSettings) -> list[str]:
         if not images:
             return []
-        import torch
-
-        with torch.random.fork_rng(devices=[] if self.model.device.type == "cpu" else [self.model.device],
-                                   enabled=settings.seed is not None and not settings.greedy):
-            if settings.seed is not None and not settings.greedy:
-                torch.manual_seed(settings.seed)
-            out = self.generator.generate([summary_messages(mission, n_images=1)] * len(images), images,
-                                          max_new_tokens=settings.max_new_tokens, temperature=settings.temperature)
+        out = self.generator.generate([summary_messages(mission, n_images=1)] * len(images), images,
+                                      max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                                      seed=settings.seed)
         return [texts[0] for texts in out]
 
 
