@@ -88,10 +88,27 @@ def summary_object(summary: str) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
+def summary_problem(summary: object) -> str | None:
+    """Why one image's summary says nothing a verdict can use, or None when it does: exactly ``无关图片``,
+    or one JSON object, with or without its header line (read as :func:`postprocess_summary` keeps it;
+    the mission's rules read it so too, bbuqc/missions/rules.py)."""
+    if not isinstance(summary, str):
+        return f"not text ({type(summary).__name__})"
+    line = postprocess_summary(summary)
+    if line == IRRELEVANT:
+        return None
+    if not line:
+        return "empty"
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    return None if isinstance(obj, dict) else "not a JSON object"
+
+
 def summary_usable(summary: str) -> bool:
-    """Whether a Stage-A output says something a verdict can use: exactly ``无关图片``, or one JSON object
-    (read as :func:`postprocess_summary` keeps it)."""
-    return postprocess_summary(summary) == IRRELEVANT or summary_object(summary) is not None
+    """Whether a Stage-A output says something a verdict can use (:func:`summary_problem` finds nothing)."""
+    return summary_problem(summary) is None
 
 
 # --- verdict ----------------------------------------------------------------

@@ -10,13 +10,12 @@ cannot use the synthetic world. docs/data.md, "Label rules", states them in word
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 
 from natsort import natsorted
 
-from bbuqc.protocol import IRRELEVANT, postprocess_summary, summary_object
+from bbuqc.protocol import summary_object, summary_problem
 from bbuqc.rewards.summary.facts import extract_facts
 
 from .catalogue import MISSIONS, Mission, resolve_mission
@@ -196,23 +195,6 @@ def assess_group(mission: Mission | str,
     if fails:
         return "fail", "；".join(fails), frozenset(kinds)
     return "pass", "；".join(oks) + "，满足全部检查要点", frozenset()
-
-
-def summary_problem(summary: object) -> str | None:
-    """Why the rules cannot read one summary, or None when they can (无关图片, or a JSON object,
-    with or without its header line, as ``judge_group`` reads it)."""
-    if not isinstance(summary, str):
-        return f"not text ({type(summary).__name__})"
-    line = postprocess_summary(summary)
-    if line == IRRELEVANT:
-        return None
-    if not line:
-        return "empty"
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return "not JSON"
-    return None if isinstance(obj, dict) else "not a JSON object"
 
 
 def rules_label(mission: Mission | str | None, summaries: dict[str, str] | None) -> tuple[str | None, str]:
