@@ -491,19 +491,18 @@ def test_read_num_llm_layers_layouts(tmp_path):
 # The demo's figures are measured on these exact weights (docs/demo.md): a fresh build must give the same
 # bytes, or a figure in the docs no longer belongs to the model `make demo` trains. A deliberate change to a
 # twin bumps its folder version (MODEL_DIRS) and this pin, and the demo is measured again.
-# vl_demo's build trains (its tower and its reading), so its bytes also depend on the CPU kernels torch picks:
-# the same code gives 3a4b52dc... with AVX-512 kernels and 1ad957d5... with AVX2 ones on one machine, and
-# the sessions before 2026-12-07's fifth pinned 715069a6... (their CPU and library versions were not
-# recorded; neither kernel set reproduces it here). The pin is the build the demo's
-# current figures were measured on (bbuqc/runtime/environment.py records it in the demo's metrics.json):
+# vl_demo's build trains (its tower and its reading), so its bytes also depend on the CPU kernels torch picks
+# (docs/demo.md, fifth session: v7 gave 3a4b52dc... with AVX-512 kernels and 1ad957d5... with AVX2 ones on one
+# machine). The pin is the build the demo's current figures were measured on (bbuqc/runtime/environment.py
+# records it in the demo's metrics.json):
 DEMO_TWIN_MEASURED_ON = "torch CPU kernels AVX512 (Intel Xeon with AMX); torch 2.14.1, transformers 5.19.0"
 DEMO_TWIN_SHA256 = {
-    "vl_demo": "3a4b52dc3b27cf6f6a217d0a42e8c80ab2bba4c94f6c96e8941f2a3d9c4ffe5c",
+    "vl_demo": "b9fd1b2b6f6853d6f5e609f2b4ca0a90a28b134e0f11f2c2eedad76b4815b608",  # v8
     "text_demo": "f068149e50be1f6d37449757b437f49c96f3dd9ee74fee65871ab49d9d0ec715",  # not trained: any CPU
 }
 
 
-# vl_demo's build pretrains the twin (~5 min of one core): slow
+# vl_demo's build pretrains the twin (~6 min of one core): slow
 @pytest.mark.parametrize("kind", [pytest.param("vl_demo", marks=pytest.mark.slow), "text_demo"])
 def test_a_fresh_build_of_a_demo_twin_is_bit_for_bit_the_measured_one(kind, tmp_path):
     from bbuqc.models.tiny import MARKER, SPECS, ensure_tiny_model
