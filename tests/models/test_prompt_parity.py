@@ -55,7 +55,7 @@ def _prompt(multimodal: bool, tmp_path):
     return verdict_messages(MISSION, {"图片_1": "挡风板: 有, 安装规范"}), None, "通过\n理由: 图片_1 挡风板安装规范"
 
 
-# tiny_demo's build pretrains the twin (~5 min of one core, bbuqc/models/twin_pretraining.py): slow
+# tiny_demo's build pretrains the twin (~6 min of one core, bbuqc/models/twin_pretraining.py): slow
 @pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if p == "tiny_demo" else p for p in PRESETS])
 def test_inference_prompt_ids_equal_the_training_templates(preset, tmp_path, fresh_image_env, session_cache):
     from swift.model import get_processor
