@@ -81,11 +81,21 @@ def summary_object(summary: str) -> dict | None:
     line = postprocess_summary(summary)
     if not line or line == IRRELEVANT:
         return None
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
+    obj = _json_value(line)
     return obj if isinstance(obj, dict) else None
+
+
+#: What :func:`_json_value` returns for a line that is not JSON (``None`` is JSON's ``null``).
+_NOT_JSON = object()
+
+
+def _json_value(line: str) -> object:
+    """The JSON value of one summary line, or :data:`_NOT_JSON`: the one place that decides what parses, for
+    :func:`summary_object` and :func:`summary_problem` alike."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
 
 
 def summary_problem(summary: object) -> str | None:
@@ -99,9 +109,8 @@ def summary_problem(summary: object) -> str | None:
         return None
     if not line:
         return "empty"
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
+    obj = _json_value(line)
+    if obj is _NOT_JSON:
         return "not JSON"
     return None if isinstance(obj, dict) else "not a JSON object"
 
