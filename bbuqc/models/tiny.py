@@ -117,7 +117,7 @@ SPECS: dict[str, TinySpec] = {
     # (~40x cheaper on CPU: the summary model sees 4x more images in the same time, docs/demo.md)
     # and pretrained at build, as a real checkpoint is: a random tower kept its summaries on the mission's prior,
     # and a random LLM left a pretrained tower's failures unread (docs/demo.md)
-    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v8", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
+    "vl_demo": TinySpec("tiny-demo-qwen2-vl-v9", ("tiny_demo",), "qwen2_vl", COMPACT_QWEN2_VL, True,
                         trained_embeddings=True, pretrained=True),
     # the demo's verdict twin is wider (the decision needs the room)
     "text_demo": TinySpec("tiny-demo-qwen2-v2", ("tiny_text_demo",), "qwen2", "qwen", False,

@@ -12,7 +12,8 @@ seed, and group numbers start at seed x 10^6, so no image is shared with trainin
    random tower had kept the summaries on the mission's prior (docs/demo.md, second design).
 2. **reading** (:func:`pretrain_reading`): with the tower frozen, the LLM (every weight) and the merger learn
    to caption an image's facts in plain words (:func:`caption`: no JSON, no attribute keys, no totals, another
-   prompt than any mission's), as a VLM's captioning pretraining does. With the tower alone pretrained, the
+   prompt than any mission's), as a VLM's captioning pretraining does; images stating a rare fact are drawn
+   :data:`READ_RARE_REPEAT` times as often. With the tower alone pretrained, the
    random LLM learned to read it only in part through the summary SFT, and the RRU failures stayed unread
    (docs/demo.md, third design). Writing the mission's JSON summary stays the summary SFT's job.
 
@@ -45,6 +46,13 @@ READ_STEPS = 6000
 READ_BATCH = 8
 READ_LR = 1e-3
 READ_HELD_OUT = 200
+#: An image stating a rare fact (fewer than READ_RARE_SHARE of the images: a failing screw, a fibre without its
+#: tube) is drawn READ_RARE_REPEAT times as often in the reading stage, as the summary SFT does
+#: (``data.rare_fact_repeat``). Drawn as often as the rest, the LLM wrote the common value over what the tower
+#: saw: captions of another world's images stated 半径不合理 for 0 of the 25 that show it; with the repeat, for
+#: all 25 (docs/demo.md, eighth session).
+READ_RARE_SHARE = 0.03
+READ_RARE_REPEAT = 3
 #: The captioning prompt, another task than any mission's summary prompt: what a real checkpoint's
 #: pretraining gives its LLM is reading the image, not bbuqc's JSON.
 CAPTION_PROMPT = "图片"
@@ -181,17 +189,19 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
     import torch
     from PIL import Image
 
-    from bbuqc.rewards.summary.facts import f1_from_counts
+    from bbuqc.rewards.summary.facts import f1_from_counts, states_rare_fact
 
-    rows = [(path, caption(ref)) for path, ref in images]
+    rows = [(path, caption(ref), ref) for path, ref in images]
     rng = random.Random(SEED + 1)
     rng.shuffle(rows)
     held, train = rows[:READ_HELD_OUT], rows[READ_HELD_OUT:]
+    rare = states_rare_fact([None if ref is None else json.loads(ref) for *_, ref in train], READ_RARE_SHARE)
+    draws = [row for row, is_rare in zip(train, rare) for _ in range(READ_RARE_REPEAT if is_rare else 1)]
     prompt = f"<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{CAPTION_PROMPT}<|im_end|>\n<|im_start|>assistant\n"
 
     def encode(batch, answers=True):
-        return processor(text=[prompt + (text + "<|im_end|>" if answers else "") for _, text in batch],
-                         images=[Image.open(p).convert("RGB") for p, _ in batch], padding=True,
+        return processor(text=[prompt + (text + "<|im_end|>" if answers else "") for _, text, _ in batch],
+                         images=[Image.open(p).convert("RGB") for p, *_ in batch], padding=True,
                          return_tensors="pt", min_pixels=min_pixels, max_pixels=max_pixels)
 
     # the prompt's length once its image placeholder is expanded: the world's images are all one size
@@ -206,7 +216,7 @@ def pretrain_reading(model, processor, min_pixels: int, max_pixels: int, images)
         model.train()
         opt = torch.optim.AdamW(trainable, lr=READ_LR, weight_decay=0.0)
         for _ in range(READ_STEPS):
-            enc = encode(rng.sample(train, READ_BATCH))
+            enc = encode(rng.sample(draws, READ_BATCH))
             labels = enc["input_ids"].clone()
             labels[:, :n_prompt] = -100
             labels[enc["attention_mask"] == 0] = -100

@@ -106,20 +106,13 @@ def source_datasets(cfg: DictConfig):
 
 def repeat_rare_facts(train, repeat: int, share: float):
     """``train`` with each summary row whose reference states a rare fact (one stated by fewer than ``share`` of
-    the rows: :func:`bbuqc.rewards.summary.facts.closed_facts`) ``repeat`` times; the number of such rows. The
-    facts that fail a group are rare per image, and a model trained on the plain mix writes the common value.
+    the rows: :func:`bbuqc.rewards.summary.facts.states_rare_fact`) ``repeat`` times; the number of such rows.
     Rows without a readable reference (irrelevant images, a reference that is not JSON) state no fact."""
-    from collections import Counter
-
     from bbuqc.data.swift_rows import answer
     from bbuqc.protocol import summary_object
-    from bbuqc.rewards.summary.facts import closed_facts
+    from bbuqc.rewards.summary.facts import states_rare_fact
 
-    objects = [summary_object(answer(row) or "") for row in train]
-    stated = [closed_facts(obj) if obj is not None else set() for obj in objects]
-    counts = Counter(f for row_facts in stated for f in row_facts)
-    rare = {f for f, n in counts.items() if n < share * len(stated)}
-    has_rare = [bool(row_facts & rare) for row_facts in stated]
+    has_rare = states_rare_fact([summary_object(answer(row) or "") for row in train], share)
     n_rare = sum(has_rare)
     if repeat == 1 or not n_rare:
         return train, n_rare

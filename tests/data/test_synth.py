@@ -1,5 +1,6 @@
 import hashlib
 import json
+import random
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from bbuqc.data.discovery import discover_groups
 from bbuqc.data.records import read_stage_a_jsonl
 from bbuqc.data.synth import SynthManifest, ensure_synthetic, generate
 from bbuqc.data.synth import world as world_module
-from bbuqc.data.synth.draw import IMAGE_SIZE
+from bbuqc.data.synth.draw import IMAGE_SIZE, render
 from bbuqc.missions import MISSIONS, get_mission
 from bbuqc.missions.rules import judge_group
 from bbuqc.prompts.summary import ATTRIBUTE_VALUES, TAXONOMY, header
@@ -160,13 +161,29 @@ def test_determinism(tmp_path, world):
 
 # The world a fresh build gives, pinned: a change to the planner, the drawing, the ids or the files'
 # format changes it (JPEG bytes also depend on Pillow's libjpeg: re-pin, saying why, when that moves).
-WORLD_SEED0_G2 = "1c3c74ef583a2894d1ca8b28eb5a9bb66347829f41ab7b47d4db90bc3394919b"
+WORLD_SEED0_G2 = "afa983db8352e0c61dbc142dfc010a5e8d6f38db605613e2ad79cf09554d4027"
 
 
 def test_default_world_is_pinned(tmp_path):
     root = generate(tmp_path / "w", seed=0, groups_per_mission=2).root
     assert world_hash(root) == WORLD_SEED0_G2
     assert "shift" not in json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("layout", ["grid", "large"])
+def test_a_fibre_with_its_tube_looks_unlike_one_without(layout):
+    """保护措施 decides a bbu_cable verdict, so the tower must be able to see it: the tube stands out from the
+    cabinet (until generator 3 it was drawn in the cabinet's own grey, and no model ever wrote 无保护)."""
+    from bbuqc.data.synth.plan import Obj, Scene
+
+    def image(protection):
+        fibre = Obj("光纤", {"可见性": "完整", "保护措施": protection, "弯曲半径": "半径合理"})
+        return render(Scene("BBU", [fibre], layout=layout), random.Random(0)).convert("RGB")
+
+    with_tube, without = image("有保护"), image("无保护")
+    changed = [(a, b) for a, b in zip(with_tube.getdata(), without.getdata()) if a != b]
+    standing_out = [a for a, b in changed if sum(abs(x - y) for x, y in zip(a, b)) > 120]
+    assert len(standing_out) >= 40, f"only {len(standing_out)} pixels tell the tube from the cabinet"
 
 
 def test_ensure_synthetic_reuses_a_complete_world(tmp_path, monkeypatch):

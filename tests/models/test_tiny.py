@@ -497,7 +497,7 @@ def test_read_num_llm_layers_layouts(tmp_path):
 # records it in the demo's metrics.json):
 DEMO_TWIN_MEASURED_ON = "torch CPU kernels AVX512 (Intel Xeon with AMX); torch 2.14.1, transformers 5.19.0"
 DEMO_TWIN_SHA256 = {
-    "vl_demo": "b9fd1b2b6f6853d6f5e609f2b4ca0a90a28b134e0f11f2c2eedad76b4815b608",  # v8
+    "vl_demo": "90e4f1a6cce9bca50a409563c2edef7da8346f4a66153236d86e2d879617e678",  # v9
     "text_demo": "f068149e50be1f6d37449757b437f49c96f3dd9ee74fee65871ab49d9d0ec715",  # not trained: any CPU
 }
 

@@ -11,7 +11,7 @@ from support import compose
 
 import bbuqc.config.store  # noqa: F401
 from bbuqc.checks import problems
-from bbuqc.rewards.summary.facts import closed_facts
+from bbuqc.rewards.summary.facts import closed_facts, states_rare_fact
 from bbuqc.training.data import repeat_rare_facts
 
 
@@ -40,6 +40,12 @@ def test_images_with_a_rare_fact_are_repeated_and_the_rest_kept_once():
     assert all([r["i"] for r in out].count(i) == 1 for i in range(20) if i != 18)  # irrelevant image: once
     same, n = repeat_rare_facts(train, 1, 0.1)
     assert n == 1 and len(same) == 20  # repeat 1: the rows as they are
+
+
+def test_a_fact_is_rare_by_its_share_of_all_images_and_an_image_without_a_summary_states_none():
+    objects = [{"统计": [SCREW_OK]}] * 7 + [{"统计": [SCREW_BAD]}] + [None] * 2
+    assert states_rare_fact(objects, 0.15) == [False] * 7 + [True] + [False] * 2  # 不符合: 1 of 10
+    assert states_rare_fact(objects, 0.1) == [False] * 10  # 1 of 10 is not fewer than 10%
 
 
 @pytest.mark.parametrize("overrides, expected", [

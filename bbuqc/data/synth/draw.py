@@ -24,6 +24,9 @@ _SCREW_COLOR = {
     "地排接地端螺丝": (170, 100, 50),
 }
 _FONT = None
+#: A fibre's protective tube (有保护): a colour no other object uses. Until generator 3 it was grey (90, 90, 90),
+#: the cabinet's own colour, and 有保护 and 无保护 looked the same (docs/demo.md, eighth session).
+_TUBE_COLOR = (170, 80, 200)
 
 
 def _font():
@@ -76,7 +79,7 @@ def _draw_object(d, obj: Obj, box: tuple[int, int, int, int], rng: random.Random
         if a.get("可见性") == "部分":
             pts = pts[: max(2, len(pts) // 2 + 1)]
         if a.get("保护措施") == "有保护":
-            d.line(pts, fill=(90, 90, 90), width=7)
+            d.line(pts, fill=_TUBE_COLOR, width=7)
         d.line(pts, fill=(250, 220, 0), width=2)
     elif cat == "电线":
         for i in range(3):

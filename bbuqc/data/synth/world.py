@@ -28,7 +28,7 @@ from .draw import IMAGE_SIZE, jpeg_bytes, render
 from .plan import plan_group, summary_of
 from .shift import canonical_shift, shift_tag
 
-GENERATOR_VERSION = 2  # 2: group numbers offset by the seed
+GENERATOR_VERSION = 3  # 2: group numbers offset by the seed; 3: a fibre's tube drawn purple, not cabinet grey
 DATE = "20260101"
 MANIFEST = "manifest.json"
 DIR_OF_LABEL = {label: name for name, label in LABEL_DIRS.items()}

@@ -129,6 +129,20 @@ def closed_facts(obj: dict) -> set[tuple[str, ...]]:
     return {(c,) for c in facts.categories} | {key[1:] for key in facts.stats if key[2] not in _NUMERIC_ATTRS}
 
 
+def states_rare_fact(objects: list[dict | None], share: float) -> list[bool]:
+    """For each summary object (None: an image without one, e.g. irrelevant), whether it states a rare fact:
+    a :func:`closed_facts` fact stated by fewer than ``share`` of ``objects``. The facts that fail a group are
+    rare per image (a non-compliant screw: ~1% of images), and a model trained on the plain mix writes the
+    common value; the summary SFT (``data.rare_fact_repeat``) and the demo twin's reading pretraining draw
+    these images more often."""
+    from collections import Counter
+
+    stated = [closed_facts(obj) if obj is not None else set() for obj in objects]
+    counts = Counter(f for facts in stated for f in facts)
+    rare = {f for f, n in counts.items() if n < share * len(stated)}
+    return [bool(facts & rare) for facts in stated]
+
+
 _NOT_ATTRS = frozenset(("", "类别", "异常"))
 
 
