@@ -418,7 +418,9 @@ def check_targets(summary: dict, stage_a: dict, verdict: dict) -> dict:
             "value": {"accuracy": [sft["accuracy"], grpo["accuracy"]],
                       "false_pass_rate": [sft["false_pass_rate"], grpo["false_pass_rate"]]},
             "target": "accuracy +0.05, or false-pass <= half of SFT's with accuracy no lower",
-            "met": gain >= 0.05 - 1e-9 or (grpo["false_pass_rate"] <= sft["false_pass_rate"] / 2 and gain >= 0),
+            # halving a false-pass of 0 is no improvement: GRPO giving SFT's answers must not meet the target
+            "met": gain >= 0.05 - 1e-9 or (0 < sft["false_pass_rate"] and gain >= 0
+                                           and grpo["false_pass_rate"] <= sft["false_pass_rate"] / 2),
         }
     shifted_sft, shifted_grpo = fig("sft", "shifted_end_to_end"), fig("grpo", "shifted_end_to_end")
     if shifted_sft.get("accuracy") is not None and shifted_grpo.get("accuracy") is not None:

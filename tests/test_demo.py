@@ -107,3 +107,20 @@ def test_a_failing_stage_stops_the_stage_beside_it_and_is_the_error_reported(tmp
     assert not finished.exists()  # stopped, not waited for
     with pytest.raises(DemoError, match="stage bad failed"):  # nothing starts after a failure
         demo.command("later", "slow", [])
+
+
+@pytest.mark.parametrize("sft, grpo, met", [
+    ((0.90, 0.10), (0.95, 0.10), True),   # accuracy +0.05
+    ((0.90, 0.10), (0.90, 0.05), True),   # false-pass halved, accuracy kept
+    ((0.90, 0.10), (0.89, 0.05), False),  # false-pass halved at the cost of accuracy
+    ((0.90, 0.10), (0.92, 0.06), False),  # neither
+    ((0.98, 0.00), (0.98, 0.00), False),  # GRPO giving SFT's answers: halving no false pass is no gain
+])
+def test_grpo_over_sft_is_met_only_by_an_improvement(sft, grpo, met):
+    from bbuqc.demo import check_targets
+
+    def figures(accuracy, false_pass):
+        return {"end_to_end": {"accuracy": accuracy, "false_pass_rate": false_pass}}
+
+    targets = check_targets({}, {}, {"sft": figures(*sft), "grpo": figures(*grpo)})
+    assert targets["grpo_over_sft.end_to_end"]["met"] is met
