@@ -124,6 +124,10 @@ class RewardSpec:
     # the dataset columns the reward reads (``group_label``; ``metadata.domain``: a key of an object column), so a
     # row without one is refused before training (bbuqc.data.swift_rows) instead of scoring as if it were empty
     reads: tuple[str, ...] = ()
+    # the rows the reward speaks about (a predicate on the prepared row; None: every row). A row outside it scores
+    # a fixed value (0: an irrelevant image has no content F1), so a mean over a validation set is taken over the
+    # rows in scope, not diluted by the share of the others (:meth:`RewardFunction.in_scope`)
+    scope: Callable[[Any], bool] | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def namespace(self) -> str:
@@ -167,7 +171,7 @@ class RewardSpec:
             raise RewardParamError([f"reward.params.{self.id}: the values {effective} give the range [{lo}, {hi}]"])
         return RewardSpec(
             self.id, lo, hi, self.doc, dict(self.params), effective, (lo, hi) if self.bounds is None else self.bounds,
-            self.reads,
+            self.reads, self.scope,
         )
 
 
@@ -232,6 +236,14 @@ class RewardFunction:
         if spec == self.spec:
             return self
         return RewardFunction(spec, self._prepare, self._scorer)
+
+    def in_scope(self, completions: object = None, **kwargs) -> list[bool]:
+        """Whether each row is one the reward speaks about (``spec.scope``; every row without one), read from the
+        rows as the reward reads them."""
+        n = len(as_list(completions))
+        if self.spec.scope is None:
+            return [True] * n
+        return [bool(self.spec.scope(row)) for row in self._prepare(completions, kwargs)]
 
     def __repr__(self) -> str:
         values = "".join(f", {k}={v!r}" for k, v in self.spec.values.items())
@@ -317,6 +329,7 @@ def reward(
     prepare: Callable[[object, dict], list],
     params: Mapping[str, Param] | None = None,
     reads: tuple[str, ...] = (),
+    scope: Callable[[Any], bool] | None = None,
 ):
     """Register the decorated scorer as reward ``rid`` with range ``[lo, hi]``.
 
@@ -330,13 +343,15 @@ def reward(
 
     ``reads`` names the dataset columns the reward reads (``"metadata.domain"``: a key inside an object
     column); a training row without one is refused before any model loads.
+
+    ``scope(row)`` says which prepared rows the reward speaks about (None: all); validation averages over those.
     """
 
     def register(score: Callable[..., float]) -> Callable[..., float]:
         if rid in REGISTRY:
             raise ValueError(f"reward id {rid!r} is registered twice")
         doc = " ".join((score.__doc__ or "").strip().split("\n\n")[0].split())
-        declared = RewardSpec(rid, math.nan, math.nan, doc, dict(params or {}), {}, (lo, hi), tuple(reads))
+        declared = RewardSpec(rid, math.nan, math.nan, doc, dict(params or {}), {}, (lo, hi), tuple(reads), scope)
         REGISTRY[rid] = RewardFunction(declared.with_values(), prepare, score)
         return score
 

@@ -84,9 +84,11 @@ def _columns(rows: list[dict]) -> dict[str, list]:
 
 
 def summary_figures(rows: list[dict], answers: list, params: dict | None = None) -> dict[str, float]:
-    """The mean of every `summary.*` reward over the validation images (and their samples), called as GRPO
-    calls them. Several samples per image add `val/<reward>_best`: the mean over the images of their best
-    sample's value (best@n: GRPO's ceiling at this temperature, as for `val/accuracy_best`)."""
+    """The mean of every `summary.*` reward, called as GRPO calls it, over the validation images it speaks about
+    (its scope: every image for format and header, the images that show the mission for the content rewards, those
+    of its domain for the BBU- and RRU-only ones; a reward with no image in scope has no figure), and their samples.
+    Several samples per image add `val/<reward>_best`: the mean over those images of their best sample's value
+    (best@n: GRPO's ceiling at this temperature, as for `val/accuracy_best`)."""
     from bbuqc.rewards import get_reward, reward_names
 
     samples = _samples(answers)
@@ -96,11 +98,15 @@ def summary_figures(rows: list[dict], answers: list, params: dict | None = None)
     out, params = {}, params or {}
     for rid in reward_names():
         if rid.startswith("summary."):
-            values = get_reward(rid, params.get(rid))(list(answers), **columns)
-            out[f"{VAL}{rid}"] = float(sum(values) / len(values))
+            fn = get_reward(rid, params.get(rid))
+            kept = [(row, value) for row, value, scoped in
+                    zip(owner, fn(list(answers), **columns), fn.in_scope(list(answers), **columns)) if scoped]
+            if not kept:
+                continue
+            out[f"{VAL}{rid}"] = float(sum(v for _, v in kept) / len(kept))
             if len(answers) > len(samples):
                 best: dict[int, float] = {}
-                for row, value in zip(owner, values):
+                for row, value in kept:
                     best[row] = max(value, best.get(row, value))
                 out[f"{VAL}{rid}_best"] = float(sum(best.values()) / len(best))
     return out

@@ -70,3 +70,36 @@ def test_summary_best_of_n_takes_each_images_best_sample():
     assert figures["val/summary.content_f1"] == pytest.approx(1 / 4)  # the mean over all four answers
     assert figures["val/summary.content_f1_best"] == pytest.approx(1 / 2)  # image 1's best is right, image 2's not
     assert "val/summary.content_f1_best" not in summary_figures([row, row], [right, wrong])
+
+
+def test_summary_figures_average_each_reward_over_the_images_it_speaks_about():
+    """An irrelevant image has no content: the content F1 of a validation set is its summaries' F1, not that times
+    the share of relevant images; a BBU-only reward is averaged over the BBU images, an RRU-only one over the RRU
+    images; format and header judge every image."""
+    from bbuqc.rewards import get_reward
+    from bbuqc.training.validation import summary_figures
+
+    bbu_ref = '{"dataset":"BBU","objects_total":2,"统计":[{"类别":"BBU安装螺丝","符合性":{"符合":2}}]}'
+    bbu_half = ('{"dataset":"BBU","objects_total":3,"统计":[{"类别":"BBU安装螺丝","符合性":{"符合":2}},'
+                '{"类别":"挡风板","可见性":{"完整":1}}]}')  # the reference's facts and an extra object
+    rru_ref = '{"dataset":"RRU","objects_total":1,"统计":[{"类别":"RRU设备"}],"分组统计":{"1":1}}'
+    rows = [
+        {"metadata": {"domain": "BBU", "irrelevant": False, "summary_ref": bbu_ref}, "mission": "bbu_install"},
+        {"metadata": {"domain": "RRU", "irrelevant": False, "summary_ref": rru_ref}, "mission": "rru_install"},
+        {"metadata": {"domain": "BBU", "irrelevant": True, "summary_ref": "无关图片"}, "mission": "bbu_install"},
+        {"metadata": {"domain": "RRU", "irrelevant": True, "summary_ref": "无关图片"}, "mission": "rru_install"},
+    ]
+    answers = [f"<DOMAIN=BBU>, <TASK=SUMMARY>\n{bbu_half}", f"<DOMAIN=RRU>, <TASK=SUMMARY>\n{rru_ref}",
+               "无关图片", "<DOMAIN=RRU>, <TASK=SUMMARY>\n{}"]
+    figures = summary_figures(rows, answers)
+    f1 = get_reward("summary.content_f1")(answers, metadata=[r["metadata"] for r in rows])
+    assert 0.0 < f1[0] < 1.0 and f1[1:] == [1.0, 0.0, 0.0]
+    assert figures["val/summary.content_f1"] == pytest.approx((f1[0] + 1.0) / 2)  # the two summaries, not four
+    assert figures["val/summary.content_eq"] == pytest.approx(1 / 2)
+    assert figures["val/summary.group_stats_presence"] == pytest.approx(1.0)  # the one RRU summary has it
+    assert figures["val/summary.text_bbu"] == pytest.approx(0.0)  # the one BBU summary (no label text)
+    assert figures["val/summary.format"] == pytest.approx(3 / 4)  # the fourth answers an irrelevant image in JSON
+    assert figures["val/summary.header"] == pytest.approx((1 + 1 + 0 - 1) / 4)
+    only_irrelevant = summary_figures(rows[2:], answers[2:])
+    assert "val/summary.content_f1" not in only_irrelevant and "val/summary.format" in only_irrelevant
+    assert "val/summary.text_bbu" not in summary_figures(rows[1:], answers[1:])  # no BBU image left

@@ -25,11 +25,30 @@ def _rows(completions: object, columns: dict) -> list[SummaryContext]:
 # What every summary reward reads: its context is built from these three keys of the row's ``metadata``.
 SUMMARY_READS = ("metadata.domain", "metadata.irrelevant", "metadata.summary_ref")
 
+# The images a reward speaks about (its ``scope``; validation averages it over them). Format and header judge every
+# image (无关图片, no header); the others judge a summary of the mission: an irrelevant image has no content, and the
+# BBU-only (RRU-only) rewards score the other domain 0. Averaged over every image, a content F1 would carry the
+# share of irrelevant images in the validation set (0.75 where the summaries themselves score 0.96).
+def relevant_images(ctx: SummaryContext) -> bool:
+    """An image that shows the mission."""
+    return not ctx.irrelevant
+
+
+def bbu_images(ctx: SummaryContext) -> bool:
+    """An image of a BBU mission that shows it."""
+    return not ctx.irrelevant and ctx.domain == "BBU"
+
+
+def rru_images(ctx: SummaryContext) -> bool:
+    """An image of an RRU mission that shows it."""
+    return not ctx.irrelevant and ctx.domain == "RRU"
+
+
 # The table of summary rewards: each scorer below, registered in this order.
-summary_reward = partial(reward, prepare=_rows, reads=SUMMARY_READS)
+summary_reward = partial(reward, prepare=_rows, reads=SUMMARY_READS, scope=relevant_images)
 
 
-@summary_reward("summary.format", 0.0, 1.0)
+@summary_reward("summary.format", 0.0, 1.0, scope=None)
 def format_(ctx: SummaryContext) -> float:
     """Two lines: a <DOMAIN=..>, <TASK=..> header and a line ending in '}'; 无关图片 for irrelevant images."""
     if ctx.irrelevant:
@@ -41,7 +60,7 @@ def format_(ctx: SummaryContext) -> float:
     return 1.0 if ok else 0.0
 
 
-@summary_reward("summary.header", -1.0, 1.0)
+@summary_reward("summary.header", -1.0, 1.0, scope=None)
 def header(ctx: SummaryContext) -> float:
     """Line 1 is exactly the expected header; -1 when an irrelevant image gets a header."""
     lines = ctx.lines
@@ -186,7 +205,7 @@ def content_structured_tversky(ctx: SummaryContext) -> float:
     return F.tversky_from_counts(*counts, alpha=alpha, beta=1.0)
 
 
-@summary_reward("summary.text_bbu", -1.0, 1.0)
+@summary_reward("summary.text_bbu", -1.0, 1.0, scope=bbu_images)
 def text_bbu(ctx: SummaryContext) -> float:
     """BBU label-text recall (OCR-normalised), minus 0.1 per surplus distinct text."""
     if ctx.domain != "BBU":
@@ -202,7 +221,7 @@ def text_bbu(ctx: SummaryContext) -> float:
     return min(1.0, max(-1.0, score))
 
 
-@summary_reward("summary.notes_bbu", -1.0, 1.0)
+@summary_reward("summary.notes_bbu", -1.0, 1.0, scope=bbu_images)
 def notes_bbu(ctx: SummaryContext) -> float:
     """BBU note recall; -1 for notes when the reference has none."""
     if ctx.domain != "BBU":
@@ -216,7 +235,7 @@ def notes_bbu(ctx: SummaryContext) -> float:
     return len(pred & ref) / len(ref)
 
 
-@summary_reward("summary.notes_presence", 0.0, 1.0)
+@summary_reward("summary.notes_presence", 0.0, 1.0, scope=bbu_images)
 def notes_presence(ctx: SummaryContext) -> float:
     """BBU: the prediction has a note when the reference has one."""
     if ctx.domain != "BBU":
@@ -227,7 +246,7 @@ def notes_presence(ctx: SummaryContext) -> float:
     return 1.0 if pred.has_note else 0.0
 
 
-@summary_reward("summary.group_stats_presence", 0.0, 1.0)
+@summary_reward("summary.group_stats_presence", 0.0, 1.0, scope=rru_images)
 def group_stats_presence(ctx: SummaryContext) -> float:
     """RRU: the prediction has 分组统计 when the reference has it."""
     if ctx.domain != "RRU":
