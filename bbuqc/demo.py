@@ -397,12 +397,19 @@ def collect(*, out, seed, evaluations, summary, stage_a, curves, checkpoints, ru
 
 
 def check_targets(summary: dict, stage_a: dict, verdict: dict) -> dict:
-    """The issue's targets (the end-to-end proof; the perfect-record ones kept) against the figures."""
+    """The issue's targets (the end-to-end proof; the perfect-record ones kept) against the figures. A target of
+    GRPO over its SFT start also says whether SFT's own figures leave room for it (`reachable`, with `headroom`, the
+    most any model could gain): a gain of 0.05 cannot be had from an SFT start at 0.96 of a figure whose best is 1."""
     out = {}
 
     def check(name, value, op, limit):
         ok = value is not None and (value >= limit if op == ">=" else value <= limit)
         out[name] = {"value": value, "target": f"{op} {limit}", "met": bool(ok)}
+
+    def gain(name, sft_value, grpo_value, needed=0.05):
+        """GRPO's gain over SFT on a figure whose best is 1.0 (accuracy, content F1)."""
+        check(name, grpo_value - sft_value, ">=", needed)
+        out[name].update(headroom=1.0 - sft_value, reachable=1.0 - sft_value >= needed - 1e-9)
 
     def fig(model: str, source: str) -> dict:
         return verdict.get(model, {}).get(source, {})
@@ -421,15 +428,16 @@ def check_targets(summary: dict, stage_a: dict, verdict: dict) -> dict:
             # halving a false-pass of 0 is no improvement: GRPO giving SFT's answers must not meet the target
             "met": gain >= 0.05 - 1e-9 or (0 < sft["false_pass_rate"] and gain >= 0
                                            and grpo["false_pass_rate"] <= sft["false_pass_rate"] / 2),
+            "headroom": 1.0 - sft["accuracy"],
+            "reachable": 1.0 - sft["accuracy"] >= 0.05 - 1e-9 or sft["false_pass_rate"] > 0,
         }
     shifted_sft, shifted_grpo = fig("sft", "shifted_end_to_end"), fig("grpo", "shifted_end_to_end")
     if shifted_sft.get("accuracy") is not None and shifted_grpo.get("accuracy") is not None:
-        check("grpo_over_sft.shifted_end_to_end.accuracy_gain", shifted_grpo["accuracy"] - shifted_sft["accuracy"],
-              ">=", 0.05)
+        gain("grpo_over_sft.shifted_end_to_end.accuracy_gain", shifted_sft["accuracy"], shifted_grpo["accuracy"])
     check("summary.test_content_f1", stage_a.get("test", {}).get("content_f1"), ">=", 0.80)
     sft_f1, grpo_f1 = (summary.get(k, {}).get("summary.content_f1") for k in ("sft", "grpo"))
     if sft_f1 is not None and grpo_f1 is not None:
-        check("summary_grpo_over_sft.content_f1_gain", grpo_f1 - sft_f1, ">=", 0.05)
+        gain("summary_grpo_over_sft.content_f1_gain", sft_f1, grpo_f1)
     for key in ("summary.format", "summary.parse_ok"):
         check(f"summary_sft.{key}", summary.get("sft", {}).get(key), *TARGETS[key])
     return out
@@ -461,7 +469,9 @@ def table(metrics: dict) -> str:
                                   ("irrelevant_recognised", "irrelevant images recognised"))]
     lines += ["", *md_table(["Stage-A with the chosen summary model", "test world", "shifted test world"], stage_a)]
     targets = [[f"{name} {t['target']}", _fmt(t["value"]) if not isinstance(t["value"], dict) else str(t["value"]),
-                "yes" if t["met"] else "NO"] for name, t in metrics["targets"].items()]
+                "yes" if t["met"] else "NO" if t.get("reachable", True)
+                else f"NO, out of reach from SFT (headroom {t['headroom']:.3f})"]
+               for name, t in metrics["targets"].items()]
     lines += ["", *md_table(["target", "value", "met"], targets)]
     lines += ["", *md_table(["stage", "wall time (s)"], [[k, f"{v:.0f}"] for k, v in metrics["timings_s"].items()])]
     return "\n".join(lines)

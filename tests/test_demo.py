@@ -124,3 +124,36 @@ def test_grpo_over_sft_is_met_only_by_an_improvement(sft, grpo, met):
 
     targets = check_targets({}, {}, {"sft": figures(*sft), "grpo": figures(*grpo)})
     assert targets["grpo_over_sft.end_to_end"]["met"] is met
+
+
+@pytest.mark.parametrize("sft, reachable", [
+    ((0.90, 0.10), True),   # room for +0.05, and a false-pass to halve
+    ((0.98, 0.05), True),   # no room for +0.05, but a false-pass to halve
+    ((0.988, 0.00), False),  # neither: no model could meet it from there
+])
+def test_grpo_over_sft_says_whether_sfts_figures_leave_room_for_it(sft, reachable):
+    from bbuqc.demo import check_targets
+
+    def figures(accuracy, false_pass):
+        return {"end_to_end": {"accuracy": accuracy, "false_pass_rate": false_pass}}
+
+    targets = check_targets({}, {}, {"sft": figures(*sft), "grpo": figures(*sft)})
+    assert targets["grpo_over_sft.end_to_end"]["reachable"] is reachable
+    assert targets["grpo_over_sft.end_to_end"]["headroom"] == pytest.approx(1 - sft[0])
+
+
+def test_a_gain_target_is_out_of_reach_when_sft_leaves_less_than_the_gain():
+    """Summary GRPO's +0.05 content F1 from an SFT start at 0.96 cannot be met by any model; from 0.90 it can.
+    The report says which, beside the NO."""
+    from bbuqc.demo import check_targets
+
+    def summary(sft_f1, grpo_f1):
+        return {"sft": {"summary.content_f1": sft_f1}, "grpo": {"summary.content_f1": grpo_f1}}
+
+    high = check_targets(summary(0.961, 0.962), {}, {})["summary_grpo_over_sft.content_f1_gain"]
+    assert (high["met"], high["reachable"], high["headroom"]) == (False, False, pytest.approx(0.039))
+    low = check_targets(summary(0.90, 0.96), {}, {})["summary_grpo_over_sft.content_f1_gain"]
+    assert (low["met"], low["reachable"]) == (True, True)
+    shifted = {"sft": {"shifted_end_to_end": {"accuracy": 0.762}}, "grpo": {"shifted_end_to_end": {"accuracy": 0.762}}}
+    gain = check_targets({}, {}, shifted)["grpo_over_sft.shifted_end_to_end.accuracy_gain"]
+    assert (gain["met"], gain["reachable"]) == (False, True)
