@@ -124,9 +124,9 @@ class RewardSpec:
     # the dataset columns the reward reads (``group_label``; ``metadata.domain``: a key of an object column), so a
     # row without one is refused before training (bbuqc.data.swift_rows) instead of scoring as if it were empty
     reads: tuple[str, ...] = ()
-    # the rows the reward speaks about (a predicate on the prepared row; None: every row). A row outside it scores
-    # a fixed value (0: an irrelevant image has no content F1), so a mean over a validation set is taken over the
-    # rows in scope, not diluted by the share of the others (:meth:`RewardFunction.in_scope`)
+    # the rows the reward speaks about (a predicate on the prepared row; None: every row): an irrelevant image has
+    # no content F1 (it scores 0), so a mean over a validation set is taken over the rows in scope, not diluted by
+    # the share of the others (:meth:`RewardFunction.in_scope`)
     scope: Callable[[Any], bool] | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
