@@ -406,7 +406,7 @@ def check_targets(summary: dict, stage_a: dict, verdict: dict) -> dict:
         ok = value is not None and (value >= limit if op == ">=" else value <= limit)
         out[name] = {"value": value, "target": f"{op} {limit}", "met": bool(ok)}
 
-    def gain(name, sft_value, grpo_value, needed=0.05):
+    def check_gain(name, sft_value, grpo_value, needed=0.05):
         """GRPO's gain over SFT on a figure whose best is 1.0 (accuracy, content F1)."""
         check(name, grpo_value - sft_value, ">=", needed)
         out[name].update(headroom=1.0 - sft_value, reachable=1.0 - sft_value >= needed - 1e-9)
@@ -433,11 +433,11 @@ def check_targets(summary: dict, stage_a: dict, verdict: dict) -> dict:
         }
     shifted_sft, shifted_grpo = fig("sft", "shifted_end_to_end"), fig("grpo", "shifted_end_to_end")
     if shifted_sft.get("accuracy") is not None and shifted_grpo.get("accuracy") is not None:
-        gain("grpo_over_sft.shifted_end_to_end.accuracy_gain", shifted_sft["accuracy"], shifted_grpo["accuracy"])
+        check_gain("grpo_over_sft.shifted_end_to_end.accuracy_gain", shifted_sft["accuracy"], shifted_grpo["accuracy"])
     check("summary.test_content_f1", stage_a.get("test", {}).get("content_f1"), ">=", 0.80)
     sft_f1, grpo_f1 = (summary.get(k, {}).get("summary.content_f1") for k in ("sft", "grpo"))
     if sft_f1 is not None and grpo_f1 is not None:
-        gain("summary_grpo_over_sft.content_f1_gain", sft_f1, grpo_f1)
+        check_gain("summary_grpo_over_sft.content_f1_gain", sft_f1, grpo_f1)
     for key in ("summary.format", "summary.parse_ok"):
         check(f"summary_sft.{key}", summary.get("sft", {}).get(key), *TARGETS[key])
     return out
