@@ -386,6 +386,7 @@ def row_reward(
     *,
     params: Mapping[str, Param] | None = None,
     reads: tuple[str, ...] | None = None,
+    scope: Callable[[dict], bool] | None = None,
 ):
     """Register ``fn(completion, **row)`` as reward ``rid`` (``<namespace>.<name>``, range ``[lo, hi]``): it is
     called once per completion with the completion's text and the row's columns, and the reward's parameter
@@ -395,7 +396,9 @@ def row_reward(
 
     ``reads`` (the columns it reads, which every training row must carry) defaults to ``fn``'s named parameters
     without a default, less ``completion`` and the declared parameters: ``def exact(completion, label, **_)``
-    reads ``label``."""
+    reads ``label``. ``scope(row)`` (the same dict: ``completion`` and the columns) says which rows the reward speaks
+    about, so that validation averages it over those (``lambda row: not row["metadata"]["irrelevant"]``); every row
+    without one."""
 
     def register(fn: Callable[..., float]) -> Callable[..., float]:
         @wraps(fn)
@@ -403,7 +406,7 @@ def row_reward(
             return fn(**row, **values)
 
         columns = signature_reads(fn, tuple(params or ())) if reads is None else tuple(reads)
-        reward(rid, lo, hi, prepare=columns_rows, params=params, reads=columns)(score)
+        reward(rid, lo, hi, prepare=columns_rows, params=params, reads=columns, scope=scope)(score)
         return fn
 
     return register

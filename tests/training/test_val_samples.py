@@ -103,3 +103,23 @@ def test_summary_figures_average_each_reward_over_the_images_it_speaks_about():
     only_irrelevant = summary_figures(rows[2:], answers[2:])
     assert "val/summary.content_f1" not in only_irrelevant and "val/summary.format" in only_irrelevant
     assert "val/summary.text_bbu" not in summary_figures(rows[1:], answers[1:])  # no BBU image left
+
+
+def test_a_plugin_reward_is_averaged_over_the_scope_it_declares(restored_rewards):
+    """A plug-in summary reward with a scope gets its validation mean over those rows; one without, over every row."""
+    from bbuqc.rewards import row_reward
+    from bbuqc.training.validation import summary_figures
+
+    @row_reward("summary.test_says_irrelevant", 0.0, 1.0, scope=lambda row: not row["metadata"]["irrelevant"])
+    def scoped(completion, metadata, **_):
+        return 1.0 if completion == "无关图片" else 0.0
+
+    @row_reward("summary.test_says_irrelevant_everywhere", 0.0, 1.0)
+    def unscoped(completion, metadata, **_):
+        return 1.0 if completion == "无关图片" else 0.0
+
+    rows = [{"metadata": {"domain": "BBU", "irrelevant": irrelevant, "summary_ref": "无关图片"}, "mission": "bbu_install"}
+            for irrelevant in (False, False, True, True)]
+    figures = summary_figures(rows, ["无关图片", "{}", "无关图片", "无关图片"])
+    assert figures["val/summary.test_says_irrelevant"] == pytest.approx(1 / 2)  # rows 1 and 2 only
+    assert figures["val/summary.test_says_irrelevant_everywhere"] == pytest.approx(3 / 4)
