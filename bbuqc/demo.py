@@ -406,10 +406,15 @@ def check_targets(summary: dict, stage_a: dict, verdict: dict) -> dict:
         ok = value is not None and (value >= limit if op == ">=" else value <= limit)
         out[name] = {"value": value, "target": f"{op} {limit}", "met": bool(ok)}
 
+    def room(sft_value, needed=0.05) -> dict:
+        """What SFT's figure leaves any model to gain, on a figure whose best is 1.0 (accuracy, content F1), and
+        whether ``needed`` fits in it."""
+        return {"headroom": 1.0 - sft_value, "reachable": 1.0 - sft_value >= needed - 1e-9}
+
     def check_gain(name, sft_value, grpo_value, needed=0.05):
-        """GRPO's gain over SFT on a figure whose best is 1.0 (accuracy, content F1)."""
+        """GRPO's gain over SFT on a figure whose best is 1.0."""
         check(name, grpo_value - sft_value, ">=", needed)
-        out[name].update(headroom=1.0 - sft_value, reachable=1.0 - sft_value >= needed - 1e-9)
+        out[name].update(room(sft_value, needed))
 
     def fig(model: str, source: str) -> dict:
         return verdict.get(model, {}).get(source, {})
@@ -428,9 +433,9 @@ def check_targets(summary: dict, stage_a: dict, verdict: dict) -> dict:
             # halving a false-pass of 0 is no improvement: GRPO giving SFT's answers must not meet the target
             "met": gain >= 0.05 - 1e-9 or (0 < sft["false_pass_rate"] and gain >= 0
                                            and grpo["false_pass_rate"] <= sft["false_pass_rate"] / 2),
-            "headroom": 1.0 - sft["accuracy"],
-            "reachable": 1.0 - sft["accuracy"] >= 0.05 - 1e-9 or sft["false_pass_rate"] > 0,
+            **room(sft["accuracy"]),
         }
+        out["grpo_over_sft.end_to_end"]["reachable"] |= sft["false_pass_rate"] > 0  # or by halving false-pass
     shifted_sft, shifted_grpo = fig("sft", "shifted_end_to_end"), fig("grpo", "shifted_end_to_end")
     if shifted_sft.get("accuracy") is not None and shifted_grpo.get("accuracy") is not None:
         check_gain("grpo_over_sft.shifted_end_to_end.accuracy_gain", shifted_sft["accuracy"], shifted_grpo["accuracy"])
